@@ -1,0 +1,163 @@
+"""The one place that wires everything together from one :class:`core.settings.Settings` (cosmicpython's bootstrap).
+
+``async with open_runtime(settings) as runtime:`` opens the database, the SDK clients (created inside the running
+loop, as the LINE SDK requires) and the senders; nothing connects at import time. ``serve(runtime)`` runs the web app,
+Telegram polling and a background dispatcher until stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from linebot.v3.messaging import AsyncApiClient, AsyncMessagingApi, Configuration
+from telegram import Bot
+from telegram.ext import Application
+
+from bots.line import LineSender, LineWebhook
+from bots.telegram import TelegramBot, TelegramSender
+from core.channels import ChannelSender
+from core.dispatcher import Dispatcher, DispatchPolicy
+from core.settings import Settings
+from core.subscriptions import SubscriptionService
+from storage.database import Database
+
+log = logging.getLogger(__name__)
+
+#: Seconds between background dispatcher rounds in ``run`` (picks up retries and deliveries left by other processes).
+DISPATCH_INTERVAL = 2.0
+
+
+@dataclass
+class Runtime:
+    """Everything assembled: settings, database, use cases, SDK clients, senders."""
+
+    settings: Settings
+    db: Database
+    subscriptions: SubscriptionService
+    senders: dict[str, ChannelSender] = field(default_factory=dict)
+    telegram_bot: Bot | None = None
+    telegram_app: Application | None = None
+    line_api: AsyncMessagingApi | None = None
+    line_webhook: LineWebhook | None = None
+    _tasks: set[asyncio.Task] = field(default_factory=set)
+
+    def enabled_channels(self) -> list[str]:
+        """Channels that have credentials (and so a sender)."""
+        return list(self.senders)
+
+    def dispatcher(self, policy: DispatchPolicy | None = None) -> Dispatcher:
+        """A dispatcher over this runtime's senders."""
+        return Dispatcher(self.db, self.senders, self.subscriptions, policy=policy)
+
+    async def process_line_events(self, keys: list[str]) -> None:
+        """Process stored LINE events (called after the webhook answered 200)."""
+        if self.line_webhook is not None:
+            await self.line_webhook.process_stored(keys)
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(settings: Settings, *, telegram_updates: bool = False) -> AsyncIterator[Runtime]:
+    """Open a :class:`Runtime` for ``settings``.
+
+    ``telegram_updates``: also build the PTB ``Application`` that receives updates (``run``, ``demo``); without it
+    only a bare ``Bot`` is made for sending (the CLI broadcast must not poll: it would fight ``run`` for updates).
+    The caller upgrades the database first (migrations run before the event loop: storage.migrate).
+    """
+    db = Database(settings.database_url)
+    subscriptions = SubscriptionService(db, settings)
+    runtime = Runtime(settings=settings, db=db, subscriptions=subscriptions)
+    line_client: AsyncApiClient | None = None
+    try:
+        if settings.telegram_enabled:
+            token = settings.telegram_bot_token or ""
+            if telegram_updates:
+                runtime.telegram_app = TelegramBot(subscriptions).build_application(
+                    token, settings.telegram_api_url, settings.telegram_file_url
+                )
+                runtime.telegram_bot = runtime.telegram_app.bot
+            else:
+                runtime.telegram_bot = Bot(token, base_url=settings.telegram_api_url,
+                                           base_file_url=settings.telegram_file_url)
+            runtime.senders["telegram"] = TelegramSender(runtime.telegram_bot, settings.telegram_rate_per_second)
+        if settings.line_enabled:
+            line_client = AsyncApiClient(
+                Configuration(host=settings.line_api_url, access_token=settings.line_channel_access_token)
+            )
+            runtime.line_api = AsyncMessagingApi(line_client)
+            runtime.line_webhook = LineWebhook(settings.line_channel_secret or "", db, subscriptions, runtime.line_api)
+            runtime.senders["line"] = LineSender(runtime.line_api, settings.line_multicast_rate_per_second)
+        if runtime.telegram_bot is not None and runtime.telegram_app is None:
+            await runtime.telegram_bot.initialize()
+        yield runtime
+    finally:
+        if runtime.telegram_bot is not None and runtime.telegram_app is None:
+            with contextlib.suppress(Exception):
+                await runtime.telegram_bot.shutdown()
+        if line_client is not None:
+            await line_client.close()
+        await db.dispose()
+
+
+@contextlib.asynccontextmanager
+async def running_telegram(runtime: Runtime) -> AsyncIterator[None]:
+    """Start Telegram polling inside the running loop (not ``run_polling``: the loop is ours; reference/telegram.md)."""
+    application = runtime.telegram_app
+    if application is None:
+        yield
+        return
+    await application.initialize()
+    await application.start()
+    assert application.updater is not None
+    await application.updater.start_polling(poll_interval=0.0, timeout=10, drop_pending_updates=False)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            await application.updater.stop()
+        with contextlib.suppress(Exception):
+            await application.stop()
+        with contextlib.suppress(Exception):
+            await application.shutdown()
+
+
+async def dispatch_forever(runtime: Runtime, stop: asyncio.Event, interval: float = DISPATCH_INTERVAL) -> None:
+    """Background dispatcher for ``run``: every ``interval`` seconds send whatever is due; never dies on an error."""
+    dispatcher = runtime.dispatcher()
+    while not stop.is_set():
+        try:
+            await dispatcher.dispatch(wait_for_retries=False)
+        except Exception:  # keep serving; the next round retries
+            log.exception("dispatcher round failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+
+
+async def serve(settings: Settings) -> None:
+    """``otayori run``: serve the web app on ``OTAYORI_HTTP_HOST:PORT``, poll Telegram, dispatch in the background.
+
+    Runs until interrupted (Ctrl-C / SIGTERM). LINE events stored before a crash are processed first.
+    """
+    import uvicorn
+
+    from bots.web import create_app
+
+    async with open_runtime(settings, telegram_updates=True) as runtime:
+        if runtime.line_webhook is not None:
+            recovered = await runtime.line_webhook.recover()
+            if recovered:
+                log.info("processed %d LINE events stored before a restart", recovered)
+        config = uvicorn.Config(create_app(runtime), host=settings.http_host, port=settings.http_port,
+                                log_level="info", lifespan="off")
+        server = uvicorn.Server(config)
+        stop = asyncio.Event()
+        async with running_telegram(runtime):
+            dispatcher_task = asyncio.create_task(dispatch_forever(runtime, stop))
+            try:
+                await server.serve()
+            finally:
+                stop.set()
+                await dispatcher_task

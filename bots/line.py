@@ -1,0 +1,266 @@
+"""LINE edge: webhook intake (verified, stored, then processed) and the LINE sender (see core.channels).
+
+Facts: reference/line.md. The signature is verified over the exact raw body with the SDK's ``WebhookParser``
+(never parse and re-serialise first); raw events are stored, deduplicated on ``webhookEventId``, before the webhook is
+answered 200, then processed once each; replies use the reply token and fall back to push on ``Invalid reply token``.
+Broadcasts use multicast in batches of <= 500 user ids, each batch with its own ``X-Line-Retry-Key`` stored before the
+request; a retry repeats the identical request with the same key; 409 "already accepted" means sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from aiolimiter import AsyncLimiter
+from linebot.v3.exceptions import InvalidSignatureError
+from linebot.v3.messaging import (
+    ApiException,
+    AsyncMessagingApi,
+    MulticastRequest,
+    PostbackAction,
+    PushMessageRequest,
+    QuickReply,
+    QuickReplyItem,
+    ReplyMessageRequest,
+    TextMessage,
+)
+from linebot.v3.webhook import WebhookParser
+from linebot.v3.webhooks import (
+    Event,
+    FollowEvent,
+    GroupSource,
+    MessageEvent,
+    PostbackEvent,
+    RoomSource,
+    TextMessageContent,
+    UnfollowEvent,
+)
+
+from core.channels import OutboundMessage, Outcome, OutcomeKind, SendResult
+from core.inbound import finish_processing, store_raw
+from core.subscriptions import ChatContext, Reply, SubscriptionService
+from storage.database import Database
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "line"
+MAX_MESSAGES_PER_REQUEST = 5  # reference/line.md "Sending"
+MONTHLY_LIMIT_TEXT = "monthly limit"
+ALREADY_ACCEPTED_STATUS = 409
+#: Inline retries of one multicast on 5xx/timeout/rate 429, with the same retry key (seconds to wait before each).
+RETRY_WAITS = (0.5, 1.0, 2.0, 4.0)
+
+
+class WebhookRejected(Exception):
+    """A webhook request that must be refused: ``status`` (400) and a short ``reason``; nothing was stored."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def line_messages(reply: Reply) -> list[TextMessage]:
+    """A reply as LINE messages: text with a quick-reply postback button per reply button (label <= 20 chars)."""
+    quick = None
+    if reply.buttons:
+        quick = QuickReply(items=[
+            QuickReplyItem(action=PostbackAction(label=b.label[:20], data=b.data, displayText=b.label))
+            for b in reply.buttons
+        ])
+    return [TextMessage(text=reply.text, quickReply=quick)]
+
+
+@dataclass
+class LineWebhook:
+    """Receives LINE webhooks: verify, store, acknowledge, then process each new event once."""
+
+    channel_secret: str
+    db: Database
+    subscriptions: SubscriptionService
+    api: AsyncMessagingApi
+
+    def __post_init__(self) -> None:
+        self.parser = WebhookParser(self.channel_secret)
+
+    async def receive(self, body: bytes, signature: str | None) -> list[str]:
+        """Verify and store a webhook request; return the ``webhookEventId`` s that are new (to be processed).
+
+        Raises :class:`WebhookRejected` (400) for a missing or wrong signature or a body that is not the webhook
+        JSON; in that case nothing is stored. The console's ``{"events": []}`` is accepted and stores nothing.
+        """
+        if not signature:
+            raise WebhookRejected(400, "missing X-Line-Signature")
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise WebhookRejected(400, "body is not UTF-8") from exc
+        try:
+            self.parser.parse(text, signature)
+        except InvalidSignatureError as exc:
+            raise WebhookRejected(400, "invalid signature") from exc
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise WebhookRejected(400, f"malformed webhook body: {type(exc).__name__}") from exc
+        payload = json.loads(text)
+        events = payload.get("events")
+        if not isinstance(events, list):
+            raise WebhookRejected(400, "malformed webhook body: no events list")
+        stored: list[tuple[str, str]] = []
+        for raw in events:
+            key = raw.get("webhookEventId") if isinstance(raw, dict) else None
+            if not key:
+                continue  # an event without an id cannot be deduplicated; LINE always sends one
+            stored.append((str(key), json.dumps(raw, ensure_ascii=False)))
+        return await store_raw(self.db, CHANNEL, stored)
+
+    async def process_stored(self, keys: list[str]) -> None:
+        """Process stored events by key, in order; a failure of one event is logged and does not stop the rest."""
+        from core.inbound import unprocessed
+
+        pending = {row.event_key: row for row in await unprocessed(self.db, CHANNEL, limit=10_000)}
+        for key in keys:
+            row = pending.get(key)
+            if row is None:
+                continue
+            try:
+                await self.process_event(json.loads(row.payload))
+            except Exception as exc:  # a worker never dies on one bad event
+                log.exception("LINE event %s failed", key)
+                async with self.db.write() as session:
+                    await finish_processing(session, CHANNEL, key, error=f"{type(exc).__name__}: {exc}")
+
+    async def recover(self) -> int:
+        """Process events stored but not processed before a crash; returns how many were found."""
+        from core.inbound import unprocessed
+
+        rows = await unprocessed(self.db, CHANNEL, limit=10_000)
+        await self.process_stored([row.event_key for row in rows])
+        return len(rows)
+
+    async def process_event(self, raw: dict[str, Any]) -> None:
+        """Act on one raw event (dict as LINE sent it), then reply. Events in ``standby`` mode are not answered."""
+        event = Event.from_dict(raw)
+        key = str(raw["webhookEventId"])
+        source = event.source
+        user_id = getattr(source, "user_id", None)
+        if user_id is None:
+            async with self.db.write() as session:
+                await finish_processing(session, CHANNEL, key, error="no userId in source")
+            return
+        ctx = ChatContext(
+            channel=CHANNEL,
+            address=user_id,
+            chat_type="group" if isinstance(source, (GroupSource, RoomSource)) else "private",
+            event_key=key,
+            evidence={"webhookEventId": key, **({"message_id": event.message.id} if isinstance(event, MessageEvent) else {})},
+        )
+        standby = str(getattr(event, "mode", "active")).lower().endswith("standby")
+        if standby:
+            async with self.db.write() as session:
+                await finish_processing(session, CHANNEL, key, error="standby mode: not ours to answer")
+            return
+        replies: list[Reply] = []
+        if isinstance(event, FollowEvent):
+            unblocked = bool(getattr(event.follow, "is_unblocked", False)) if event.follow else False
+            replies = await self.subscriptions.handle_follow(ctx, is_unblocked=unblocked)
+        elif isinstance(event, UnfollowEvent):
+            await self.subscriptions.handle_blocked(ctx)
+        elif isinstance(event, MessageEvent) and isinstance(event.message, TextMessageContent):
+            replies = await self.subscriptions.handle_text(ctx, event.message.text)
+        elif isinstance(event, PostbackEvent):
+            replies = await self.subscriptions.handle_button(ctx, event.postback.data)
+        else:
+            async with self.db.write() as session:
+                await finish_processing(session, CHANNEL, key)
+        if replies:
+            reply_to = user_id if ctx.chat_type == "private" else (getattr(source, "group_id", None) or getattr(source, "room_id", None))
+            await self.reply(getattr(event, "reply_token", None), reply_to, replies)
+
+    async def reply(self, reply_token: str | None, to: str | None, replies: list[Reply]) -> None:
+        """Reply with the reply token (free); on ``Invalid reply token`` fall back to push (costs quota)."""
+        messages = [m for r in replies for m in line_messages(r)][:MAX_MESSAGES_PER_REQUEST]
+        if reply_token:
+            try:
+                await self.api.reply_message(ReplyMessageRequest(replyToken=reply_token, messages=messages))
+                return
+            except ApiException as exc:
+                if exc.status != 400 or "reply token" not in (exc.body or "").lower():
+                    log.warning("LINE reply failed: %s %s", exc.status, exc.reason)
+                    return
+        if to:
+            try:
+                await self.api.push_message(PushMessageRequest(to=to, messages=messages))
+            except ApiException as exc:
+                log.warning("LINE push fallback failed: %s %s", exc.status, exc.reason)
+
+
+class LineSender:
+    """Multicasts issues to LINE users (<= 500 per request, <= 5 messages per request) under a request-rate limit.
+
+    See :mod:`core.channels` for the contract. ``rate_per_second``: multicast requests/s (LINE allows 200/s; the
+    default 150 keeps a margin: reference/line.md "Sending").
+    """
+
+    channel = CHANNEL
+    max_recipients = 500
+
+    def __init__(self, api: AsyncMessagingApi, rate_per_second: float, retry_waits: tuple[float, ...] = RETRY_WAITS) -> None:
+        self.api = api
+        self.limiter = AsyncLimiter(rate_per_second, 1.0)
+        self.retry_waits = retry_waits
+
+    async def send(self, message: OutboundMessage) -> SendResult:
+        """Multicast every part to the recipients; parts beyond 5 go in further requests whose retry keys derive from
+        the batch key (uuid5), so a retry of the whole batch is identical request by request."""
+        assert message.retry_key, "LINE sends need a retry key stored before the request"
+        groups = [message.parts[i : i + MAX_MESSAGES_PER_REQUEST]
+                  for i in range(0, len(message.parts), MAX_MESSAGES_PER_REQUEST)]
+        for index, group in enumerate(groups):
+            key = message.retry_key if index == 0 else str(uuid.uuid5(uuid.UUID(message.retry_key), str(index)))
+            request = MulticastRequest(to=list(message.recipients), messages=[TextMessage(text=t) for t in group])
+            outcome = await self._multicast(request, key)
+            if outcome.kind is not OutcomeKind.SENT:
+                return SendResult(outcome)
+        return SendResult(Outcome.sent())
+
+    async def _multicast(self, request: MulticastRequest, retry_key: str) -> Outcome:
+        last: Outcome = Outcome(OutcomeKind.TEMPORARY, reason="not attempted")
+        for wait in (0.0, *self.retry_waits):
+            if wait:
+                await asyncio.sleep(wait)
+            async with self.limiter:
+                try:
+                    await self.api.multicast(request, x_line_retry_key=retry_key)
+                    return Outcome.sent()
+                except ApiException as exc:
+                    body = exc.body or ""
+                    if exc.status == ALREADY_ACCEPTED_STATUS:
+                        return Outcome.sent()  # the same retry key was accepted before: it was sent
+                    if exc.status == 429 and MONTHLY_LIMIT_TEXT in body:
+                        return Outcome(OutcomeKind.CHANNEL_WIDE, reason="LINE monthly message limit reached")
+                    if exc.status == 429 or (exc.status or 0) >= 500:
+                        last = Outcome(OutcomeKind.TEMPORARY, reason=f"LINE {exc.status}: {_message(body)}")
+                        continue  # the identical request, same key
+                    if exc.status in (401, 403):
+                        return Outcome(OutcomeKind.CHANNEL_WIDE, reason=f"LINE {exc.status}: {_message(body)}")
+                    return Outcome(OutcomeKind.REJECTED, reason=f"LINE {exc.status}: {_message(body)}")
+                except (TimeoutError, OSError) as exc:
+                    last = Outcome(OutcomeKind.TEMPORARY, reason=f"LINE network error: {type(exc).__name__}")
+                except Exception as exc:  # aiohttp errors: the SDK does not wrap them (reference/line.md)
+                    if type(exc).__module__.startswith("aiohttp"):
+                        last = Outcome(OutcomeKind.TEMPORARY, reason=f"LINE network error: {type(exc).__name__}")
+                        continue
+                    raise
+        return last
+
+
+def _message(body: str) -> str:
+    try:
+        return str(json.loads(body).get("message", body))[:200]
+    except (ValueError, AttributeError):
+        return body[:200]

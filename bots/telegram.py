@@ -1,0 +1,211 @@
+"""Telegram edge: python-telegram-bot handlers (intake) and the Telegram sender (see core.channels for the contract).
+
+Handlers are thin (PTB examples' style): they turn an update into a :class:`core.subscriptions.ChatContext`, call the
+use case, and send the replies. Deep-link ``/start CODE`` is registered first; every text goes through the one
+grammar (core.commands). Facts: reference/telegram.md (limits, errors, PTB v22 entry points).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from typing import Any
+
+from aiolimiter import AsyncLimiter
+from telegram import (
+    BotCommand,
+    ChatMemberUpdated,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    LinkPreviewOptions,
+    Update,
+)
+from telegram.constants import ChatMemberStatus, ChatType, ParseMode
+from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.ext import (
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    ChatMemberHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+
+from core.channels import OutboundMessage, Outcome, OutcomeKind, SendResult
+from core.subscriptions import ChatContext, Reply, SubscriptionService
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "telegram"
+#: Commands shown in Telegram's menu (setMyCommands). Command names must be [a-z0-9_]{1,32} (reference/telegram.md).
+MENU_COMMANDS = (
+    BotCommand("start", "ニュースレターに登録 / Subscribe"),
+    BotCommand("stop", "配信を停止 / Unsubscribe"),
+    BotCommand("status", "登録状況 / Status"),
+    BotCommand("help", "使い方 / Help"),
+)
+_NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+
+
+def chat_context(update: Update) -> ChatContext:
+    """The use-case context of ``update``: chat id as the address, ``update:<update_id>`` as the dedupe key, and the
+    message id / update id as evidence (never the text)."""
+    chat = update.effective_chat
+    assert chat is not None
+    evidence: dict[str, Any] = {"update_id": update.update_id}
+    if update.effective_message is not None:
+        evidence["message_id"] = update.effective_message.message_id
+    if update.callback_query is not None:
+        evidence["callback_query_id"] = update.callback_query.id
+    user = update.effective_user
+    return ChatContext(
+        channel=CHANNEL,
+        address=str(chat.id),
+        chat_type="private" if chat.type == ChatType.PRIVATE else "group",
+        event_key=f"update:{update.update_id}",
+        evidence=evidence,
+        display_name=user.full_name if user is not None else None,
+    )
+
+
+def reply_markup(reply: Reply) -> InlineKeyboardMarkup | None:
+    """Inline keyboard for a reply's buttons (callback data <= 64 bytes: reference/telegram.md)."""
+    if not reply.buttons:
+        return None
+    return InlineKeyboardMarkup([[InlineKeyboardButton(b.label, callback_data=b.data)] for b in reply.buttons])
+
+
+class TelegramBot:
+    """Wires the subscription use cases into a PTB :class:`Application` (polling mode for now)."""
+
+    def __init__(self, subscriptions: SubscriptionService) -> None:
+        self.subscriptions = subscriptions
+
+    def build_application(self, token: str, base_url: str, base_file_url: str) -> Application:
+        """A PTB Application pointed at ``base_url`` (the Bot API or a local emulator) with every handler added.
+
+        Nothing connects until ``initialize()``.
+        """
+        application = (
+            ApplicationBuilder()
+            .token(token)
+            .base_url(base_url)
+            .base_file_url(base_file_url)
+            .post_init(self._post_init)
+            .build()
+        )
+        self.register(application)
+        return application
+
+    def register(self, application: Application) -> None:
+        """Add the handlers: deep link first, then commands, text, buttons, membership; one error handler."""
+        application.add_handler(CommandHandler("start", self._on_text))  # deep link: /start CODE
+        application.add_handler(CommandHandler(["stop", "status", "help"], self._on_text))
+        application.add_handler(MessageHandler(filters.TEXT & ~filters.UpdateType.EDITED, self._on_text))
+        application.add_handler(CallbackQueryHandler(self._on_button))
+        application.add_handler(ChatMemberHandler(self._on_membership, ChatMemberHandler.MY_CHAT_MEMBER))
+        application.add_error_handler(self._on_error)
+
+    async def _post_init(self, application: Application) -> None:
+        await application.bot.set_my_commands(list(MENU_COMMANDS))
+
+    async def _on_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        if message is None or message.text is None:
+            return
+        replies = await self.subscriptions.handle_text(chat_context(update), message.text)
+        await self._send_replies(update, context, replies)
+
+    async def _on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.callback_query
+        assert query is not None
+        await query.answer()  # always answer, or the client shows a spinner (reference/telegram.md)
+        replies = await self.subscriptions.handle_button(chat_context(update), query.data or "")
+        await self._send_replies(update, context, replies)
+
+    async def _on_membership(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        change: ChatMemberUpdated | None = update.my_chat_member
+        if change is None or change.chat.type != ChatType.PRIVATE:
+            return
+        old, new = change.old_chat_member.status, change.new_chat_member.status
+        ctx = chat_context(update)
+        if new in (ChatMemberStatus.BANNED, ChatMemberStatus.LEFT):
+            await self.subscriptions.handle_blocked(ctx)
+        elif old in (ChatMemberStatus.BANNED, ChatMemberStatus.LEFT) and new == ChatMemberStatus.MEMBER:
+            replies = await self.subscriptions.handle_unblocked(ctx)
+            await self._send_replies(update, context, replies)
+
+    async def _send_replies(self, update: Update, context: ContextTypes.DEFAULT_TYPE, replies: list[Reply]) -> None:
+        chat = update.effective_chat
+        if chat is None:
+            return
+        for reply in replies:
+            await context.bot.send_message(
+                chat_id=chat.id,
+                text=html.escape(reply.text, quote=False),
+                parse_mode=ParseMode.HTML,
+                reply_markup=reply_markup(reply),
+                link_preview_options=_NO_PREVIEW,
+            )
+
+    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        # One global error handler (PTB examples): log without message contents and keep polling.
+        update_id = getattr(update, "update_id", None)
+        log.error("telegram handler failed for update %s: %r", update_id, context.error)
+
+
+class TelegramSender:
+    """Sends issues to Telegram chats, one message per request, under an overall rate limit.
+
+    See :mod:`core.channels` for the contract. ``rate_per_second``: messages/s over all chats (Telegram allows about
+    30/s to different chats; the default 25 keeps a margin: reference/telegram.md "Limits").
+    """
+
+    channel = CHANNEL
+    max_recipients = 1
+
+    def __init__(self, bot: Any, rate_per_second: float) -> None:
+        self.bot = bot
+        self.limiter = AsyncLimiter(rate_per_second, 1.0)
+
+    async def send(self, message: OutboundMessage) -> SendResult:
+        """Send every part to the one recipient in order; map PTB errors to outcomes (never raises them)."""
+        chat_id = int(message.recipients[0])
+        parts = message.parts
+        parse_mode: str | None = ParseMode.HTML
+        index = 0
+        while index < len(parts):
+            async with self.limiter:
+                try:
+                    await self.bot.send_message(
+                        chat_id=chat_id, text=parts[index], parse_mode=parse_mode, link_preview_options=_NO_PREVIEW
+                    )
+                except RetryAfter as exc:
+                    seconds = exc.retry_after.total_seconds() if hasattr(exc.retry_after, "total_seconds") else float(exc.retry_after)
+                    return SendResult(Outcome(OutcomeKind.TEMPORARY, reason=exc.message, retry_after=seconds))
+                except Forbidden as exc:
+                    text = exc.message.lower()
+                    blocked = "blocked" in text or "deactivated" in text
+                    return SendResult(Outcome(OutcomeKind.PERMANENT, reason=exc.message, blocked=blocked))
+                except ChatMigrated as exc:
+                    return SendResult(Outcome(OutcomeKind.PERMANENT, reason="chat migrated",
+                                              new_address=str(exc.new_chat_id)))
+                except BadRequest as exc:
+                    if "can't parse entities" in exc.message.lower() and parse_mode is not None:
+                        # Our HTML was rejected: resend the whole issue as plain text (reference/telegram.md).
+                        parts, parse_mode, index = message.plain_parts or parts, None, 0
+                        continue
+                    if "chat not found" in exc.message.lower():
+                        return SendResult(Outcome(OutcomeKind.PERMANENT, reason=exc.message))
+                    return SendResult(Outcome(OutcomeKind.REJECTED, reason=exc.message))
+                except TimedOut as exc:
+                    # The request may have reached Telegram: it cannot deduplicate, so this is uncertain.
+                    return SendResult(Outcome(OutcomeKind.UNCERTAIN, reason=f"timed out: {exc.message}"))
+                except NetworkError as exc:
+                    return SendResult(Outcome(OutcomeKind.TEMPORARY, reason=f"network error: {exc.message}"))
+                except TelegramError as exc:
+                    return SendResult(Outcome(OutcomeKind.TEMPORARY, reason=exc.message))
+            index += 1
+        return SendResult(Outcome.sent())

@@ -1,0 +1,141 @@
+"""Issues and broadcasts: an issue (title + Markdown) becomes one delivery row per active, consented endpoint.
+
+The consent rule is inside the query (:mod:`core.eligibility`), as one ``INSERT … SELECT`` that ignores rows already
+present, so enqueuing twice never doubles a delivery (DESIGN.md "Delivery: an outbox"). For now every issue targets
+everyone and a grant covers all topics (issue 2); topics come with the admin desk.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import func, literal, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from core.eligibility import consented_clause
+from storage.database import Database
+from storage.models import Delivery, DeliveryStatus, Endpoint, Issue, IssueStatus
+from storage.types import UTCDateTime, utcnow
+
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(?P<title>.+?)\s*#*\s*$")
+
+
+class IssueFileError(ValueError):
+    """An issue file cannot be used (empty, no title, no body)."""
+
+
+@dataclass(frozen=True)
+class IssueDraft:
+    """A title (one line, <= 300 characters) and a Markdown body."""
+
+    title: str
+    body_md: str
+
+
+def parse_issue_markdown(text: str) -> IssueDraft:
+    """Split an issue file: the first Markdown heading is the title, the rest is the body.
+
+    Without a heading, the first non-empty line is the title. Raises :class:`IssueFileError` when there is no title
+    or no body, or the title is longer than 300 characters.
+    """
+    lines = text.replace("\r\n", "\n").lstrip("\ufeff").split("\n")
+    title = None
+    rest: list[str] = []
+    for index, line in enumerate(lines):
+        if not line.strip():
+            continue
+        match = _HEADING.match(line)
+        title = (match.group("title") if match else line).strip()
+        rest = lines[index + 1 :]
+        break
+    if not title:
+        raise IssueFileError("the issue has no title (start it with a '# heading')")
+    if len(title) > 300:
+        raise IssueFileError("the title is longer than 300 characters")
+    body = "\n".join(rest).strip("\n")
+    if not body.strip():
+        raise IssueFileError("the issue has no body")
+    return IssueDraft(title=title, body_md=body)
+
+
+async def create_issue(db: Database, draft: IssueDraft, *, created_by: str = "cli", topic: str | None = None) -> Issue:
+    """Store a new issue (status ``draft``) and return it with its id."""
+    async with db.write() as session:
+        issue = Issue(title=draft.title, body_md=draft.body_md, topic=topic, created_by=created_by)
+        session.add(issue)
+        await session.flush()
+        return issue
+
+
+async def recipient_counts(db: Database, channels: Iterable[str]) -> dict[str, int]:
+    """How many endpoints per channel would receive an issue now (active and consented), for the preview."""
+    wanted = list(channels)
+    async with db.read() as session:
+        rows = await session.exec(  # type: ignore[call-overload]
+            select(Endpoint.channel, func.count())
+            .where(consented_clause(), Endpoint.channel.in_(wanted))  # type: ignore[attr-defined]
+            .group_by(Endpoint.channel)
+        )
+        found = {channel: int(count) for channel, count in rows.all()}
+    return {channel: found.get(channel, 0) for channel in wanted}
+
+
+async def enqueue(db: Database, issue_id: int, channels: Iterable[str]) -> dict[str, int]:
+    """Create the deliveries of issue ``issue_id`` on ``channels`` and mark the issue ``sending``.
+
+    Returns the number of deliveries per channel for the issue after the insert. Idempotent: rows that exist already
+    are kept as they are. Raises ``LookupError`` for an unknown issue.
+    """
+    wanted = list(channels)
+    now = utcnow()
+    async with db.write() as session:
+        issue = await session.get(Issue, issue_id)
+        if issue is None:
+            raise LookupError(f"no issue {issue_id}")
+        dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        source = select(
+            literal(issue_id),
+            Endpoint.id,
+            Endpoint.channel,
+            literal(DeliveryStatus.PENDING.value),
+            literal(0),
+            literal(now, UTCDateTime()),
+            literal(now, UTCDateTime()),
+        ).where(consented_clause(), Endpoint.channel.in_(wanted))  # type: ignore[attr-defined]
+        statement = insert(Delivery).from_select(
+            ["issue_id", "endpoint_id", "channel", "status", "attempts", "created_at", "updated_at"], source
+        ).on_conflict_do_nothing(index_elements=["issue_id", "endpoint_id"])
+        await session.exec(statement)  # type: ignore[call-overload]
+        if issue.status == IssueStatus.DRAFT.value:
+            issue.status = IssueStatus.SENDING.value
+            issue.started_at = now
+            session.add(issue)
+        rows = await session.exec(  # type: ignore[call-overload]
+            select(Delivery.channel, func.count()).where(Delivery.issue_id == issue_id).group_by(Delivery.channel)
+        )
+        found = {channel: int(count) for channel, count in rows.all()}
+    return {channel: found.get(channel, 0) for channel in wanted}
+
+
+async def finish_if_done(db: Database, issue_id: int) -> bool:
+    """Mark the issue ``sent`` when none of its deliveries is pending or in flight. Returns True when it is done."""
+    async with db.write() as session:
+        open_count = (
+            await session.exec(  # type: ignore[call-overload]
+                select(func.count()).select_from(Delivery).where(
+                    Delivery.issue_id == issue_id,
+                    Delivery.status.in_([DeliveryStatus.PENDING.value, DeliveryStatus.SENDING.value]),  # type: ignore[attr-defined]
+                )
+            )
+        ).one()[0]
+        if open_count:
+            return False
+        await session.exec(  # type: ignore[call-overload]
+            update(Issue)
+            .where(Issue.id == issue_id, Issue.status == IssueStatus.SENDING.value)
+            .values(status=IssueStatus.SENT.value, finished_at=utcnow())
+        )
+        return True

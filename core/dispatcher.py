@@ -1,0 +1,464 @@
+"""The dispatcher: claims due deliveries, re-checks consent, commits an attempt mark, sends, records the outcome.
+
+The state machine is DESIGN.md "Delivery: an outbox"; the failure classes are :mod:`core.channels`. In order, for
+every request (one Telegram message, one LINE multicast of <= 500 recipients):
+
+1. **claim**: ``UPDATE delivery SET status='sending', claimed_by, lease_expires_at … WHERE id IN (SELECT … LIMIT n)
+   RETURNING …`` (PostgreSQL adds ``FOR UPDATE SKIP LOCKED``): atomic, so a row is claimed once even when ``run`` and a
+   CLI broadcast dispatch at the same time;
+2. **attempt mark**: in one write transaction, just before the request, consent is re-checked with the broadcast's own
+   rule (:mod:`core.eligibility`) — rows whose consent is gone become ``skipped`` — and the rest get ``attempted_at``
+   (and, for LINE, the batch's retry key) committed. "Stops at once" means no send starts after a withdrawal commits;
+3. **send** through the channel's sender (which applies the channel's rate limit);
+4. **record**: sent / pending again (temporary, with ``next_attempt_at``) / failed (+ endpoint unreachable) /
+   deferred (channel-wide stop) / uncertain.
+
+After a crash, rows whose lease ran out return to ``pending`` when they were never attempted; attempted LINE rows
+repeat their identical request with the same retry key while LINE remembers it (24 h); attempted Telegram/email rows
+become ``uncertain`` (those platforms cannot deduplicate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from core import render, texts
+from core.broadcast import finish_if_done
+from core.channels import ChannelSender, OutboundMessage, Outcome, OutcomeKind, SendResult
+from core.eligibility import consented_clause
+from core.subscriptions import SubscriptionService
+from storage.database import Database
+from storage.models import Delivery, DeliveryStatus, Endpoint, EndpointState, Issue
+from storage.types import utcnow
+
+log = logging.getLogger(__name__)
+
+#: A LINE retry key is remembered by LINE for 24 h (reference/line.md "Idempotent retries"); past that, not trusted.
+LINE_RETRY_KEY_TRUST = timedelta(hours=24)
+
+
+@dataclass
+class ChannelNotice:
+    """Something the author must be told: a channel stopped for an issue (``reason``), ``deferred`` rows left."""
+
+    channel: str
+    issue_id: int
+    reason: str
+    deferred: int
+
+
+@dataclass
+class DispatchPolicy:
+    """Retry policy. ``lease``: how long a claim holds (seconds); ``max_attempts``: attempts before ``failed``;
+    ``max_age``: a delivery older than this (seconds since its first attempt) is not retried; ``claim_size``:
+    deliveries claimed per round; ``backoff_base``: seconds of the first retry wait (doubles per attempt)."""
+
+    lease: float = 300.0
+    max_attempts: int = 5
+    max_age: float = 6 * 3600.0
+    claim_size: int = 500
+    backoff_base: float = 1.0
+    backoff_max: float = 300.0
+    concurrency: int = 8
+
+
+@dataclass
+class DispatchSummary:
+    """What one ``dispatch`` call did: per channel, per status counts of rows it finished, and notices."""
+
+    finished: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
+    notices: list[ChannelNotice] = field(default_factory=list)
+
+
+def default_owner() -> str:
+    """A dispatcher identity for leases: ``host:pid:random``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Dispatcher:
+    """Sends pending deliveries through ``senders`` (``{channel: ChannelSender}``); see the module docstring."""
+
+    def __init__(
+        self,
+        db: Database,
+        senders: Mapping[str, ChannelSender],
+        subscriptions: SubscriptionService,
+        *,
+        policy: DispatchPolicy | None = None,
+        owner: str | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db = db
+        self.senders = dict(senders)
+        self.subscriptions = subscriptions
+        self.policy = policy or DispatchPolicy()
+        self.owner = owner or default_owner()
+        self.clock = clock
+        self._rendered: dict[tuple[int, str], tuple[tuple[str, ...], tuple[str, ...]]] = {}
+
+    # ---- public ---------------------------------------------------------------------------------------------
+
+    async def dispatch(self, issue_id: int | None = None, *, wait_for_retries: bool = True) -> DispatchSummary:
+        """Send every due delivery (of ``issue_id``, or of every issue) on every channel that has a sender.
+
+        Channels run concurrently. With ``wait_for_retries`` it also waits for rows scheduled for a later retry
+        (bounded by the policy's attempts and age) and returns when nothing is pending; otherwise it returns when
+        nothing is due now.
+        """
+        summary = DispatchSummary()
+        await self.recover_expired()
+        await asyncio.gather(
+            *(self._channel_loop(channel, issue_id, summary, wait_for_retries) for channel in self.senders)
+        )
+        for done_issue in await self._open_issue_ids(issue_id):
+            await finish_if_done(self.db, done_issue)
+        return summary
+
+    async def recover_expired(self) -> dict[str, int]:
+        """Return rows whose lease ran out (a crashed dispatcher) to a safe state; counts per new status.
+
+        Never attempted -> ``pending``. Attempted LINE rows with a retry key younger than 24 h -> ``pending`` (their
+        identical request is repeated with the same key). Other attempted rows -> ``uncertain``.
+        """
+        now = self.clock()
+        counts: dict[str, int] = defaultdict(int)
+        async with self.db.write() as session:
+            rows = (
+                await session.exec(
+                    select(Delivery).where(
+                        Delivery.status == DeliveryStatus.SENDING.value, Delivery.lease_expires_at < now  # type: ignore[operator]
+                    )
+                )
+            ).scalars().all()
+            for row in rows:
+                if row.attempted_at is None:
+                    row.status = DeliveryStatus.PENDING.value
+                elif (
+                    row.channel == "line"
+                    and row.retry_key
+                    and row.first_attempted_at is not None
+                    and now - row.first_attempted_at < LINE_RETRY_KEY_TRUST
+                ):
+                    row.status = DeliveryStatus.PENDING.value
+                else:
+                    row.status = DeliveryStatus.UNCERTAIN.value
+                    row.reason = "in flight when a dispatcher stopped; the platform cannot tell whether it arrived"
+                row.claimed_by = None
+                row.lease_expires_at = None
+                row.updated_at = now
+                session.add(row)
+                counts[row.status] += 1
+        return dict(counts)
+
+    # ---- per channel ------------------------------------------------------------------------------------------
+
+    async def _channel_loop(
+        self, channel: str, issue_id: int | None, summary: DispatchSummary, wait_for_retries: bool
+    ) -> None:
+        sender = self.senders[channel]
+        stopped: set[int] = set()  # issues whose channel hit a channel-wide stop in this run
+        while True:
+            claimed = await self._claim(channel, issue_id, self.policy.claim_size)
+            claimed = [row for row in claimed if row.issue_id not in stopped]
+            if not claimed:
+                if not wait_for_retries:
+                    return
+                wait = await self._seconds_until_next_due(channel, issue_id)
+                if wait is None:
+                    return
+                await asyncio.sleep(min(max(wait, 0.05), 5.0))
+                continue
+            requests = self._group(sender, claimed)
+            semaphore = asyncio.Semaphore(self.policy.concurrency)
+
+            async def run(group: list[Delivery]) -> None:
+                async with semaphore:
+                    if group[0].issue_id in stopped:
+                        await self._release(group)
+                        return
+                    notice = await self._attempt(sender, group, summary)
+                    if notice is not None:
+                        stopped.add(notice.issue_id)
+                        summary.notices.append(notice)
+
+            await asyncio.gather(*(run(group) for group in requests))
+
+    def _group(self, sender: ChannelSender, rows: list[Delivery]) -> list[list[Delivery]]:
+        """Rows -> requests: rows sharing a retry key form their original request again; the rest are chunked."""
+        by_key: dict[str, list[Delivery]] = defaultdict(list)
+        fresh: dict[int, list[Delivery]] = defaultdict(list)
+        for row in rows:
+            if row.retry_key:
+                by_key[row.retry_key].append(row)
+            else:
+                fresh[row.issue_id].append(row)
+        groups = list(by_key.values())
+        size = max(1, sender.max_recipients)
+        for issue_rows in fresh.values():
+            groups.extend(issue_rows[i : i + size] for i in range(0, len(issue_rows), size))
+        return groups
+
+    async def _claim(self, channel: str, issue_id: int | None, limit: int) -> list[Delivery]:
+        now = self.clock()
+        async with self.db.write() as session:
+            due = (
+                select(Delivery.id)
+                .where(
+                    Delivery.channel == channel,
+                    Delivery.status == DeliveryStatus.PENDING.value,
+                    (Delivery.next_attempt_at.is_(None)) | (Delivery.next_attempt_at <= now),  # type: ignore[union-attr,operator]
+                )
+                .order_by(Delivery.id)  # type: ignore[arg-type]
+                .limit(limit)
+            )
+            if issue_id is not None:
+                due = due.where(Delivery.issue_id == issue_id)
+            if self.db.is_postgresql:
+                due = due.with_for_update(skip_locked=True)
+            statement = (
+                update(Delivery)
+                .where(Delivery.id.in_(due.scalar_subquery()))  # type: ignore[union-attr]
+                .values(
+                    status=DeliveryStatus.SENDING.value,
+                    claimed_by=self.owner,
+                    lease_expires_at=now + timedelta(seconds=self.policy.lease),
+                    updated_at=now,
+                )
+                .returning(Delivery)
+            )
+            result = await session.exec(statement)  # type: ignore[call-overload]
+            rows = list(result.scalars().all())
+        rows.sort(key=lambda row: row.id)
+        return rows
+
+    async def _release(self, group: list[Delivery]) -> None:
+        async with self.db.write() as session:
+            await session.exec(  # type: ignore[call-overload]
+                update(Delivery)
+                .where(Delivery.id.in_([row.id for row in group]), Delivery.status == DeliveryStatus.SENDING.value)  # type: ignore[union-attr]
+                .values(status=DeliveryStatus.DEFERRED.value, claimed_by=None, lease_expires_at=None,
+                        reason="channel stopped for this broadcast", updated_at=self.clock())
+            )
+
+    async def _seconds_until_next_due(self, channel: str, issue_id: int | None) -> float | None:
+        async with self.db.read() as session:
+            query = select(func.min(Delivery.next_attempt_at), func.count()).where(
+                Delivery.channel == channel, Delivery.status == DeliveryStatus.PENDING.value
+            )
+            if issue_id is not None:
+                query = query.where(Delivery.issue_id == issue_id)
+            earliest, count = (await session.exec(query)).one()  # type: ignore[call-overload]
+        if not count:
+            return None
+        if earliest is None:
+            return 0.0
+        from storage.types import UTCDateTime  # noqa: F401  (values come back aware from the column type)
+
+        if isinstance(earliest, str):  # aggregate results bypass the column type on SQLite
+            earliest = datetime.fromisoformat(earliest)
+        if earliest.tzinfo is None:
+            from datetime import UTC
+
+            earliest = earliest.replace(tzinfo=UTC)
+        return (earliest - self.clock()).total_seconds()
+
+    async def _open_issue_ids(self, issue_id: int | None) -> list[int]:
+        if issue_id is not None:
+            return [issue_id]
+        async with self.db.read() as session:
+            rows = await session.exec(select(Issue.id).where(Issue.status == "sending"))  # type: ignore[call-overload]
+            return [row[0] for row in rows.all()]
+
+    # ---- one request ------------------------------------------------------------------------------------------
+
+    async def _attempt(
+        self, sender: ChannelSender, group: list[Delivery], summary: DispatchSummary
+    ) -> ChannelNotice | None:
+        channel = sender.channel
+        issue_id = group[0].issue_id
+        now = self.clock()
+        endpoints: dict[int, Endpoint] = {}
+        async with self.db.write() as session:
+            ids = [row.id for row in group]
+            rows = list((await session.exec(select(Delivery).where(Delivery.id.in_(ids)))).scalars().all())  # type: ignore[union-attr]
+            endpoint_ids = [row.endpoint_id for row in rows]
+            eligible = set(
+                (
+                    await session.exec(  # type: ignore[call-overload]
+                        select(Endpoint.id).where(Endpoint.id.in_(endpoint_ids), consented_clause())  # type: ignore[union-attr]
+                    )
+                ).scalars().all()
+            )
+            for endpoint in (await session.exec(select(Endpoint).where(Endpoint.id.in_(endpoint_ids)))).scalars().all():  # type: ignore[union-attr]
+                endpoints[endpoint.id] = endpoint  # type: ignore[index]
+            retry_key = next((row.retry_key for row in rows if row.retry_key), None)
+            if channel == "line" and retry_key is None:
+                retry_key = str(uuid.uuid4())
+            live: list[Delivery] = []
+            for row in rows:
+                if row.status != DeliveryStatus.SENDING.value or row.claimed_by != self.owner:
+                    continue  # someone else's now (lease expired and re-claimed): never send it twice
+                if row.endpoint_id not in eligible and not (row.retry_key and row.attempted_at):
+                    row.status = DeliveryStatus.SKIPPED.value
+                    row.reason = "consent withdrawn or endpoint not active when the attempt was about to start"
+                    row.claimed_by = None
+                    row.lease_expires_at = None
+                    row.updated_at = now
+                    session.add(row)
+                    summary.finished[channel][row.status] += 1
+                    continue
+                row.attempted_at = now
+                row.first_attempted_at = row.first_attempted_at or now
+                row.attempts += 1
+                row.retry_key = retry_key if channel == "line" else None
+                row.updated_at = now
+                session.add(row)
+                live.append(row)
+        if not live:
+            return None
+        parts, plain = await self._render(issue_id, channel)
+        message = OutboundMessage(
+            issue_id=issue_id,
+            parts=parts,
+            plain_parts=plain,
+            recipients=tuple(endpoints[row.endpoint_id].address or "" for row in live),
+            retry_key=retry_key,
+        )
+        try:
+            result = await sender.send(message)
+        except Exception as exc:  # a worker never dies on one bad message (Mailman): record and go on
+            log.exception("sender %s raised for issue %s", channel, issue_id)
+            result = SendResult(Outcome(OutcomeKind.TEMPORARY, reason=f"sender error: {type(exc).__name__}"))
+        return await self._record(channel, live, endpoints, result, summary)
+
+    async def _render(self, issue_id: int, channel: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        key = (issue_id, channel)
+        if key not in self._rendered:
+            async with self.db.read() as session:
+                issue = await session.get(Issue, issue_id)
+            assert issue is not None
+            footer = texts.text("issue_footer", "ja")
+            if channel == "telegram":
+                parts = tuple(render.issue_parts("telegram", issue.title, issue.body_md, footer))
+                plain = tuple(render.split_line_text(
+                    "\n\n".join(render.issue_parts("line", issue.title, issue.body_md, footer)), 4096))
+            else:
+                parts = tuple(render.issue_parts("line", issue.title, issue.body_md, footer))
+                plain = parts
+            self._rendered[key] = (parts, plain)
+        return self._rendered[key]
+
+    async def _record(
+        self,
+        channel: str,
+        live: list[Delivery],
+        endpoints: dict[int, Endpoint],
+        result: SendResult,
+        summary: DispatchSummary,
+    ) -> ChannelNotice | None:
+        now = self.clock()
+        notice: ChannelNotice | None = None
+        async with self.db.write() as session:
+            for row in live:
+                fresh = await session.get(Delivery, row.id)
+                if fresh is None:
+                    continue
+                endpoint = await session.get(Endpoint, row.endpoint_id)
+                outcome = result.outcome_for(endpoints[row.endpoint_id].address or "")
+                fresh.claimed_by = None
+                fresh.lease_expires_at = None
+                fresh.updated_at = now
+                if outcome.kind is OutcomeKind.SENT:
+                    fresh.status = DeliveryStatus.SENT.value
+                    fresh.sent_at = now
+                    fresh.reason = None
+                elif outcome.kind is OutcomeKind.TEMPORARY:
+                    await self._retry_or_fail(fresh, outcome, now)
+                elif outcome.kind is OutcomeKind.PERMANENT:
+                    fresh.status = DeliveryStatus.FAILED.value
+                    fresh.reason = outcome.reason
+                    if outcome.new_address and endpoint is not None:
+                        await self._move_endpoint(session, endpoint, outcome.new_address, fresh, now)
+                    elif endpoint is not None:
+                        if outcome.blocked:
+                            await self.subscriptions.mark_blocked(
+                                session, endpoint, evidence={"delivery_id": fresh.id, "reason": outcome.reason}
+                            )
+                        else:
+                            endpoint.state = EndpointState.UNREACHABLE.value
+                            endpoint.updated_at = now
+                            session.add(endpoint)
+                elif outcome.kind is OutcomeKind.REJECTED:
+                    fresh.status = DeliveryStatus.FAILED.value
+                    fresh.reason = outcome.reason
+                elif outcome.kind is OutcomeKind.CHANNEL_WIDE:
+                    fresh.status = DeliveryStatus.DEFERRED.value
+                    fresh.reason = outcome.reason
+                    fresh.attempted_at = None
+                    fresh.retry_key = None
+                else:
+                    fresh.status = DeliveryStatus.UNCERTAIN.value
+                    fresh.reason = outcome.reason
+                session.add(fresh)
+                if fresh.status != DeliveryStatus.PENDING.value:
+                    summary.finished[channel][fresh.status] += 1
+            if result.overall.kind is OutcomeKind.CHANNEL_WIDE:
+                issue_id = live[0].issue_id
+                deferred = await session.exec(  # type: ignore[call-overload]
+                    update(Delivery)
+                    .where(
+                        Delivery.issue_id == issue_id,
+                        Delivery.channel == channel,
+                        (Delivery.status == DeliveryStatus.PENDING.value)
+                        # rows of this claim not yet attempted: stop them too
+                        | ((Delivery.status == DeliveryStatus.SENDING.value) & (Delivery.claimed_by == self.owner)
+                           & Delivery.attempted_at.is_(None)),  # type: ignore[union-attr]
+                    )
+                    .values(status=DeliveryStatus.DEFERRED.value, reason=result.overall.reason, updated_at=now,
+                            claimed_by=None, lease_expires_at=None)
+                )
+                notice = ChannelNotice(channel, issue_id, result.overall.reason or "channel stopped",
+                                       len(live) + (deferred.rowcount or 0))
+        return notice
+
+    async def _retry_or_fail(self, row: Delivery, outcome: Outcome, now: datetime) -> None:
+        age = (now - row.first_attempted_at).total_seconds() if row.first_attempted_at else 0.0
+        if row.attempts >= self.policy.max_attempts or age > self.policy.max_age:
+            row.status = DeliveryStatus.FAILED.value
+            row.reason = f"gave up after {row.attempts} attempts: {outcome.reason or 'temporary failure'}"
+            return
+        wait = outcome.retry_after
+        if wait is None:
+            wait = min(self.policy.backoff_base * (2 ** max(row.attempts - 1, 0)), self.policy.backoff_max)
+        row.status = DeliveryStatus.PENDING.value
+        row.next_attempt_at = now + timedelta(seconds=wait)
+        row.reason = outcome.reason
+
+    async def _move_endpoint(
+        self, session: AsyncSession, endpoint: Endpoint, new_address: str, row: Delivery, now: datetime
+    ) -> None:
+        """Telegram ``ChatMigrated``: store the new chat id and send again there (reference/telegram.md)."""
+        clash = (
+            await session.exec(
+                select(Endpoint).where(Endpoint.channel == endpoint.channel, Endpoint.address == new_address)
+            )
+        ).scalars().first()
+        if clash is None:
+            endpoint.address = new_address
+            endpoint.updated_at = now
+            session.add(endpoint)
+            row.status = DeliveryStatus.PENDING.value
+            row.retry_key = None
+            row.reason = "chat migrated; re-sending to the new chat id"
+            row.next_attempt_at = None

@@ -1,0 +1,421 @@
+"""Subscription use cases: what happens when a person writes to the bot, presses a button, or blocks it.
+
+The same on LINE and Telegram (DESIGN.md "Chat grammar"). Each handler runs in one write transaction that also marks
+the inbound event processed, so a repeated event does nothing twice; it returns the replies to send, which the bot
+sends after the commit. Flow: ask (登録: the terms are shown and an *offer* is stored) -> consent (button or 同意
+within 24 h of the offer) -> ``grant`` event, endpoint ``active``; 解除 -> ``withdraw`` on this channel; 全解除 ->
+``withdraw`` on every channel; blocking the bot -> endpoint ``unreachable`` plus ``withdraw`` (source ``blocked``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from core import consent, texts
+from core.commands import Intent, IntentKind, parse
+from core.inbound import begin_processing, finish_processing
+from core.settings import Settings
+from core.terms import current_wording, rendering_sha256
+from core.texts import Language
+from storage.database import Database
+from storage.models import (
+    Basis,
+    Campaign,
+    ConsentAction,
+    ConsentEvent,
+    ConsentSource,
+    ConsentWording,
+    Endpoint,
+    EndpointState,
+    Subscriber,
+    TermsOffer,
+)
+from storage.types import utcnow
+
+#: Consent is accepted only within this time after the terms were shown (DESIGN.md chat grammar: 24 h).
+OFFER_VALIDITY = timedelta(hours=24)
+CONSENT_BUTTON_PREFIX = "consent:"
+
+
+@dataclass(frozen=True)
+class ChatContext:
+    """Who wrote, where, and the evidence of it.
+
+    ``address``: the LINE userId or the Telegram chat id as text. ``chat_type``: ``private`` or ``group`` (groups,
+    supergroups, rooms). ``event_key``: unique per inbound event on this channel (``update:<update_id>``, the LINE
+    ``webhookEventId``); ``None`` skips deduplication. ``evidence``: JSON-able facts for the ledger (message id,
+    update_id / webhookEventId).
+    """
+
+    channel: str
+    address: str
+    chat_type: Literal["private", "group"] = "private"
+    event_key: str | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+    display_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Button:
+    """A reply button: ``label`` shown (<= 20 characters for LINE quick replies), ``data`` sent back (<= 64 bytes)."""
+
+    label: str
+    data: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A message for the bot to send: plain ``text`` (the bot escapes it for its markup) and optional buttons.
+
+    ``kind`` names the situation (``terms``, ``subscribed``, ``withdrawn``…) for logs and tests.
+    """
+
+    kind: str
+    text: str
+    buttons: tuple[Button, ...] = ()
+
+
+class SubscriptionService:
+    """Subscription use cases over the database (a unit of work per call). ``clock`` returns aware UTC datetimes."""
+
+    def __init__(self, db: Database, settings: Settings, clock: Callable[[], datetime] = utcnow) -> None:
+        self.db = db
+        self.settings = settings
+        self.clock = clock
+
+    # ---- entry points ----------------------------------------------------------------------------------------
+
+    async def handle_text(self, ctx: ChatContext, text: str) -> list[Reply]:
+        """Handle a text message: parse it with :func:`core.commands.parse` and act. Returns the replies."""
+        intent = parse(text)
+        return await self._once(ctx, lambda session: self._dispatch(session, ctx, intent))
+
+    async def handle_button(self, ctx: ChatContext, data: str) -> list[Reply]:
+        """Handle a button press (Telegram callback query data, LINE postback data)."""
+        if data.startswith(CONSENT_BUTTON_PREFIX):
+            offer_ref = data[len(CONSENT_BUTTON_PREFIX):]
+            offer_id = int(offer_ref) if offer_ref.isdigit() else None
+            language = self._language(ctx)
+            return await self._once(ctx, lambda session: self._consent(session, ctx, language, offer_id))
+        return await self._once(ctx, lambda session: self._help(ctx, self._language(ctx)))
+
+    async def handle_follow(self, ctx: ChatContext, *, is_unblocked: bool = False) -> list[Reply]:
+        """LINE ``follow`` (added as a friend, or unblocked): the greeting is the terms with a consent button.
+
+        Unblocking never resubscribes (DESIGN.md "Words" -> endpoint): the terms are shown and a fresh consent needed.
+        """
+
+        async def work(session: AsyncSession) -> list[Reply]:
+            endpoint = await self._endpoint(session, ctx)
+            if endpoint is not None:
+                endpoint.friend = True
+                endpoint.updated_at = self.clock()
+                session.add(endpoint)
+            return await self._offer(session, ctx, self._language(ctx), campaign_text=None, greeting=True)
+
+        return await self._once(ctx, work)
+
+    async def handle_unblocked(self, ctx: ChatContext) -> list[Reply]:
+        """Telegram ``my_chat_member`` back to member: show the terms again (no resubscription)."""
+        return await self._once(
+            ctx, lambda session: self._offer(session, ctx, self._language(ctx), campaign_text=None, greeting=True)
+        )
+
+    async def handle_blocked(self, ctx: ChatContext) -> list[Reply]:
+        """The person blocked the bot (LINE ``unfollow``, Telegram ``my_chat_member`` -> kicked).
+
+        The endpoint becomes ``unreachable``; an endpoint that was receiving (active or pending) also gets a
+        ``withdraw`` event with source ``blocked``. Returns no replies (nothing can be sent).
+        """
+
+        async def work(session: AsyncSession) -> list[Reply]:
+            endpoint = await self._endpoint(session, ctx)
+            if endpoint is None:
+                return []
+            await self.mark_blocked(session, endpoint, evidence=ctx.evidence)
+            return []
+
+        return await self._once(ctx, work)
+
+    async def mark_blocked(self, session: AsyncSession, endpoint: Endpoint, *, evidence: dict[str, Any]) -> None:
+        """Inside a write transaction: ``endpoint`` blocked us -> ``unreachable`` (+ ``withdraw``/``blocked`` if it
+        was receiving). Also used by the dispatcher when a send answers "blocked"."""
+        was_receiving = endpoint.state in (EndpointState.ACTIVE.value, EndpointState.PENDING.value)
+        endpoint.state = EndpointState.UNREACHABLE.value
+        if endpoint.channel == "line":
+            endpoint.friend = False
+        endpoint.updated_at = self.clock()
+        session.add(endpoint)
+        if was_receiving and endpoint.address is not None:
+            await self._append(session, endpoint, ConsentAction.WITHDRAW, ConsentSource.BLOCKED, evidence=evidence)
+
+    # ---- the transaction wrapper ---------------------------------------------------------------------------------
+
+    async def _once(self, ctx: ChatContext, work: Callable[[AsyncSession], Any]) -> list[Reply]:
+        async with self.db.write() as session:
+            if ctx.event_key is not None and not await begin_processing(session, ctx.channel, ctx.event_key):
+                return []  # already handled: a redelivery or a repeated update
+            replies = await work(session)
+            if ctx.event_key is not None:
+                await finish_processing(session, ctx.channel, ctx.event_key)
+            return replies
+
+    # ---- intents ---------------------------------------------------------------------------------------------
+
+    async def _dispatch(self, session: AsyncSession, ctx: ChatContext, intent: Intent) -> list[Reply]:
+        language: Language = intent.language
+        if ctx.chat_type != "private" and intent.kind in (
+            IntentKind.SUBSCRIBE,
+            IntentKind.CONSENT,
+            IntentKind.WITHDRAW,
+            IntentKind.WITHDRAW_ALL,
+            IntentKind.EMAIL,
+            IntentKind.STATUS,
+        ):
+            return [Reply("group_refused", texts.text("group_refused", language))]
+        if intent.kind is IntentKind.SUBSCRIBE:
+            return await self._subscribe(session, ctx, language, intent.argument)
+        if intent.kind is IntentKind.CONSENT:
+            return await self._consent(session, ctx, language, None)
+        if intent.kind is IntentKind.WITHDRAW:
+            return await self._withdraw(session, ctx, language)
+        if intent.kind is IntentKind.WITHDRAW_ALL:
+            return await self._withdraw_all(session, ctx, language)
+        if intent.kind is IntentKind.STATUS:
+            return await self._status(session, ctx, language)
+        if intent.kind is IntentKind.EMAIL:
+            return [Reply("email_later", texts.text("email_later", language))]
+        if ctx.chat_type != "private":
+            return []  # ordinary talk in a group is none of our business
+        return self._help(ctx, language)
+
+    def _help(self, ctx: ChatContext, language: Language) -> list[Reply]:
+        return [Reply("help", texts.text("help", language))]
+
+    async def _subscribe(
+        self, session: AsyncSession, ctx: ChatContext, language: Language, campaign_text: str | None
+    ) -> list[Reply]:
+        endpoint = await self._endpoint(session, ctx)
+        if endpoint is not None and endpoint.state == EndpointState.ACTIVE.value:
+            return [Reply("already_subscribed", texts.text("already_subscribed", language))]
+        return await self._offer(session, ctx, language, campaign_text=campaign_text)
+
+    async def _offer(
+        self,
+        session: AsyncSession,
+        ctx: ChatContext,
+        language: Language,
+        *,
+        campaign_text: str | None,
+        greeting: bool = False,
+        prefix: str | None = None,
+    ) -> list[Reply]:
+        """Show the terms with a consent button and store the offer (what was shown, when, which campaign)."""
+        if ctx.chat_type != "private":
+            return [Reply("group_refused", texts.text("group_refused", language))]
+        wording = await current_wording(session, self.settings, language)
+        campaign_code = await self._campaign_code(session, campaign_text)
+        offer = TermsOffer(
+            channel=ctx.channel,
+            address=ctx.address,
+            wording_version=wording.version,
+            campaign=campaign_code,
+            campaign_raw=campaign_text if campaign_text and campaign_code is None else None,
+            rendering_sha256="",
+            shown_at=self.clock(),
+        )
+        session.add(offer)
+        await session.flush()
+        body = wording.text if prefix is None else f"{prefix}\n\n{wording.text}"
+        label = texts.CONSENT_BUTTON[language]
+        offer.rendering_sha256 = rendering_sha256(body, [label])
+        session.add(offer)
+        button = Button(label=label, data=f"{CONSENT_BUTTON_PREFIX}{offer.id}")
+        return [Reply("greeting" if greeting else "terms", body, (button,))]
+
+    async def _consent(
+        self, session: AsyncSession, ctx: ChatContext, language: Language, offer_id: int | None
+    ) -> list[Reply]:
+        if ctx.chat_type != "private":
+            return [Reply("group_refused", texts.text("group_refused", language))]
+        endpoint = await self._endpoint(session, ctx)
+        if endpoint is not None and endpoint.state == EndpointState.ACTIVE.value:
+            return [Reply("already_subscribed", texts.text("already_subscribed", language))]
+        query = select(TermsOffer).where(TermsOffer.channel == ctx.channel, TermsOffer.address == ctx.address)
+        if offer_id is not None:
+            # A button carries its offer; one forwarded to and pressed by someone else finds no offer of theirs.
+            query = query.where(TermsOffer.id == offer_id)
+        offer = (await session.exec(query.order_by(TermsOffer.id.desc()).limit(1))).first()  # type: ignore[union-attr]
+        now = self.clock()
+        if offer is None:
+            return await self._offer(session, ctx, language, campaign_text=None)
+        if now - offer.shown_at > OFFER_VALIDITY:
+            return await self._offer(
+                session, ctx, language, campaign_text=offer.campaign or offer.campaign_raw,
+                prefix=texts.text("terms_expired", language),
+            )
+        wording = (
+            await session.exec(select(ConsentWording).where(ConsentWording.version == offer.wording_version))
+        ).one()
+        if endpoint is None:
+            subscriber = Subscriber(language=language, display_name=ctx.display_name, created_at=now)
+            session.add(subscriber)
+            await session.flush()
+            endpoint = Endpoint(
+                subscriber_id=subscriber.id,  # type: ignore[arg-type]
+                channel=ctx.channel,
+                address=ctx.address,
+                basis=Basis.OPT_IN.value,
+                created_at=now,
+            )
+        # LINE delivers only to friends: a consent from a known non-friend waits for their follow (issue 6).
+        waiting_for_friendship = ctx.channel == "line" and endpoint.friend is False
+        endpoint.state = EndpointState.PENDING.value if waiting_for_friendship else EndpointState.ACTIVE.value
+        endpoint.basis = Basis.OPT_IN.value
+        endpoint.updated_at = now
+        session.add(endpoint)
+        await session.flush()
+        evidence = dict(ctx.evidence)
+        evidence.update({"offer_id": offer.id, "rendering_sha256": offer.rendering_sha256,
+                         "terms_shown_at": consent.format_timestamp(offer.shown_at),
+                         "consent_via": "button" if offer_id is not None else "text"})
+        if offer.campaign_raw:
+            evidence["campaign_raw"] = offer.campaign_raw
+        await self._append(
+            session, endpoint, ConsentAction.GRANT, ConsentSource.CHAT,
+            campaign=offer.campaign, wording=wording, evidence=evidence,
+        )
+        offer.consumed_at = now
+        session.add(offer)
+        sender = self.settings.sender_name or ""
+        return [Reply("subscribed", texts.text("subscribed", language, sender=sender))]
+
+    async def _withdraw(self, session: AsyncSession, ctx: ChatContext, language: Language) -> list[Reply]:
+        endpoint = await self._endpoint(session, ctx)
+        if endpoint is None or endpoint.state not in (EndpointState.ACTIVE.value, EndpointState.PENDING.value):
+            return [Reply("not_subscribed", texts.text("not_subscribed", language))]
+        await self.withdraw_endpoint(session, endpoint, ConsentSource.CHAT, evidence=ctx.evidence)
+        return [Reply("withdrawn", texts.text("withdrawn", language))]
+
+    async def _withdraw_all(self, session: AsyncSession, ctx: ChatContext, language: Language) -> list[Reply]:
+        endpoint = await self._endpoint(session, ctx)
+        if endpoint is None:
+            return [Reply("not_subscribed", texts.text("not_subscribed", language))]
+        siblings = (await session.exec(select(Endpoint).where(Endpoint.subscriber_id == endpoint.subscriber_id))).all()
+        count = 0
+        for other in siblings:
+            if other.state in (EndpointState.ACTIVE.value, EndpointState.PENDING.value):
+                evidence = dict(ctx.evidence)
+                evidence["scope"] = "all"
+                evidence["requested_on"] = ctx.channel
+                await self.withdraw_endpoint(session, other, ConsentSource.CHAT, evidence=evidence)
+                count += 1
+        if count == 0:
+            return [Reply("not_subscribed", texts.text("not_subscribed", language))]
+        return [Reply("withdrawn_all", texts.text("withdrawn_all", language, count=count))]
+
+    async def withdraw_endpoint(
+        self, session: AsyncSession, endpoint: Endpoint, source: ConsentSource, *, evidence: dict[str, Any]
+    ) -> ConsentEvent:
+        """Inside a write transaction: ``endpoint`` -> ``unsubscribed`` and a ``withdraw`` event; effective at once.
+
+        The dispatcher re-checks consent just before every attempt, so no send starts after this commits.
+        """
+        endpoint.state = EndpointState.UNSUBSCRIBED.value
+        endpoint.updated_at = self.clock()
+        session.add(endpoint)
+        return await self._append(session, endpoint, ConsentAction.WITHDRAW, source, evidence=evidence)
+
+    async def _status(self, session: AsyncSession, ctx: ChatContext, language: Language) -> list[Reply]:
+        endpoint = await self._endpoint(session, ctx)
+        if endpoint is None:
+            return [Reply("status", texts.text("status_none", language))]
+        subscriber = await session.get(Subscriber, endpoint.subscriber_id)
+        endpoints = (
+            await session.exec(
+                select(Endpoint).where(Endpoint.subscriber_id == endpoint.subscriber_id).order_by(Endpoint.id)  # type: ignore[arg-type]
+            )
+        ).all()
+        lines = [texts.text("status_header", language)]
+        zone = self.settings.zone
+        for other in endpoints:
+            latest = (
+                await session.exec(
+                    select(ConsentEvent)
+                    .where(ConsentEvent.endpoint_id == other.id,
+                           ConsentEvent.action.in_([ConsentAction.GRANT.value, ConsentAction.CONFIRM.value]))  # type: ignore[attr-defined]
+                    .order_by(ConsentEvent.id.desc())  # type: ignore[union-attr]
+                    .limit(1)
+                )
+            ).first()
+            consented = latest.occurred_at.astimezone(zone).strftime("%Y-%m-%d %H:%M") if latest else "—"
+            lines.append(texts.text(
+                "status_line", language,
+                channel=texts.CHANNEL_NAMES[other.channel][language],
+                state=texts.STATE_NAMES[other.state][language],
+                consented=consented,
+            ))
+        topics = subscriber.topics if subscriber is not None else None
+        if topics:
+            labels = self.settings.topic_labels
+            lines.append(texts.text("status_topics", language, topics="、".join(labels.get(t, t) for t in topics)))
+        else:
+            lines.append(texts.text("status_topics_all", language))
+        return [Reply("status", "\n".join(lines))]
+
+    # ---- helpers ---------------------------------------------------------------------------------------------
+
+    async def _endpoint(self, session: AsyncSession, ctx: ChatContext) -> Endpoint | None:
+        return (
+            await session.exec(
+                select(Endpoint).where(Endpoint.channel == ctx.channel, Endpoint.address == ctx.address)
+            )
+        ).first()
+
+    async def _campaign_code(self, session: AsyncSession, campaign_text: str | None) -> str | None:
+        """The registered campaign code matching ``campaign_text`` case-insensitively, or None (unknown/absent)."""
+        if not campaign_text:
+            return None
+        row = (await session.exec(select(Campaign).where(Campaign.code_key == campaign_text.lower()))).first()
+        return row.code if row else None
+
+    def _language(self, ctx: ChatContext) -> Language:
+        return "ja"
+
+    async def _append(
+        self,
+        session: AsyncSession,
+        endpoint: Endpoint,
+        action: ConsentAction,
+        source: ConsentSource,
+        *,
+        evidence: dict[str, Any],
+        campaign: str | None = None,
+        wording: ConsentWording | None = None,
+    ) -> ConsentEvent:
+        subscriber = await session.get(Subscriber, endpoint.subscriber_id)
+        return await consent.append(
+            self.db,
+            session,
+            consent.ConsentFacts(
+                subscriber_id=endpoint.subscriber_id,
+                endpoint_id=endpoint.id,
+                channel=endpoint.channel,
+                address=endpoint.address or "",
+                action=action.value,
+                basis=endpoint.basis,
+                source=source.value,
+                campaign=campaign,
+                topics=subscriber.topics if subscriber is not None else None,
+                wording_version=wording.version if wording else None,
+                wording_sha256=wording.sha256 if wording else None,
+                evidence=evidence,
+                occurred_at=self.clock(),
+            ),
+        )

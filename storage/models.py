@@ -1,0 +1,270 @@
+"""SQLModel tables: the whole persistent state of otayori.
+
+Vocabulary (subscriber, endpoint, consent event, wording, campaign, topic, issue, delivery, inbound event) is defined
+in DESIGN.md "Words"; the string values below are the ones the outside contract (the consent export) uses.
+Every timestamp column is :class:`storage.types.UTCDateTime` (aware UTC in Python).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from storage.types import UTCDateTime, utcnow
+
+
+class Channel(StrEnum):
+    """Where an endpoint lives."""
+
+    LINE = "line"
+    TELEGRAM = "telegram"
+    EMAIL = "email"
+
+
+class EndpointState(StrEnum):
+    """Endpoint states (DESIGN.md "Words" -> endpoint)."""
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    UNREACHABLE = "unreachable"
+
+
+class Basis(StrEnum):
+    """Legal basis of an address (特定電子メール法 Art. 3(1)); only ``opt_in`` ever allows the newsletter."""
+
+    OPT_IN = "opt_in"
+    WRITTEN_NOTICE = "written_notice"
+    BUSINESS_RELATION = "business_relation"
+    PUBLISHED_ADDRESS = "published_address"
+
+
+class ConsentAction(StrEnum):
+    """Ledger actions (DESIGN.md "Words" -> consent event)."""
+
+    GRANT = "grant"
+    CONFIRM = "confirm"
+    WITHDRAW = "withdraw"
+    TOPICS = "topics"
+    ERASE = "erase"
+
+
+class ConsentSource(StrEnum):
+    """How a consent event arrived (the consent export's ``source``)."""
+
+    CHAT = "chat"
+    WEB = "web"
+    ONE_CLICK = "one_click"
+    BLOCKED = "blocked"
+    ADMIN = "admin"
+    IMPORT = "import"
+    UNKNOWN = "unknown"
+
+
+class DeliveryStatus(StrEnum):
+    """The delivery state machine (DESIGN.md "Delivery: an outbox")."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    DEFERRED = "deferred"
+    CANCELLED = "cancelled"
+    UNCERTAIN = "uncertain"
+
+
+class IssueStatus(StrEnum):
+    """An issue's life: written, then sending, then done (or cancelled)."""
+
+    DRAFT = "draft"
+    SENDING = "sending"
+    SENT = "sent"
+    CANCELLED = "cancelled"
+
+
+def _ts(**kw: Any) -> Any:
+    return Field(sa_type=UTCDateTime, **kw)
+
+
+class Subscriber(SQLModel, table=True):
+    """A person. Owns one or more endpoints."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = _ts(default_factory=utcnow)
+    language: str = Field(default="ja", max_length=8)
+    display_name: str | None = Field(default=None, max_length=200)
+    # None = every topic (topics come with the admin desk issue; a grant covers all topics).
+    topics: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    erased_at: datetime | None = _ts(default=None, nullable=True)
+
+
+class Endpoint(SQLModel, table=True):
+    """One address on one channel. ``(channel, address)`` is unique: an address belongs to exactly one endpoint."""
+
+    __table_args__ = (UniqueConstraint("channel", "address", name="uq_endpoint_channel_address"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
+    channel: str = Field(max_length=16)
+    # LINE userId, Telegram chat id (decimal text), or the email address; None once erased (APPI Art. 35).
+    address: str | None = Field(default=None, max_length=320)
+    state: str = Field(default=EndpointState.PENDING.value, max_length=16, index=True)
+    basis: str = Field(default=Basis.OPT_IN.value, max_length=32)
+    # LINE only: known friend (follow) / not a friend (unfollow) / unknown (None).
+    friend: bool | None = Field(default=None)
+    created_at: datetime = _ts(default_factory=utcnow)
+    updated_at: datetime = _ts(default_factory=utcnow)
+
+
+class ConsentWording(SQLModel, table=True):
+    """The exact terms text shown, versioned: ``version`` names it, ``sha256`` is the hash of its UTF-8 bytes."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    version: str = Field(max_length=64, unique=True)
+    sha256: str = Field(max_length=64)
+    language: str = Field(default="ja", max_length=8)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class ConsentEvent(SQLModel, table=True):
+    """One append-only ledger row (DESIGN.md "Words" -> consent event, "Consent export" for the hash rule).
+
+    ``prev_hash`` is unique so that the chain can never fork, even if two writers raced.
+    """
+
+    __tablename__ = "consent_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    occurred_at: datetime = _ts(default_factory=utcnow)
+    subscriber_id: int = Field(index=True)
+    endpoint_id: int | None = Field(default=None, index=True)
+    channel: str = Field(max_length=16)
+    action: str = Field(max_length=16)
+    basis: str = Field(max_length=32)
+    source: str = Field(max_length=16)
+    campaign: str | None = Field(default=None, max_length=64)
+    topics: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    wording_version: str | None = Field(default=None, max_length=64)
+    wording_sha256: str | None = Field(default=None, max_length=64)
+    evidence: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    address_hmac: str = Field(max_length=64, index=True)
+    prev_hash: str = Field(max_length=64, unique=True)
+    hash: str = Field(max_length=64, unique=True)
+
+
+class Setting(SQLModel, table=True):
+    """Values generated once and kept in the database (e.g. the ledger HMAC key, never rotated)."""
+
+    __tablename__ = "app_setting"
+
+    name: str = Field(primary_key=True, max_length=64)
+    value: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class Campaign(SQLModel, table=True):
+    """A source code for attribution (a seminar, a flyer). Codes match case-insensitively via ``code_key``."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=64)
+    code_key: str = Field(max_length=64, unique=True)
+    label: str = Field(default="", max_length=200)
+    event_date: str | None = Field(default=None, max_length=32)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class Topic(SQLModel, table=True):
+    """What a subscriber may want (from ``OTAYORI_TOPICS``)."""
+
+    slug: str = Field(primary_key=True, max_length=32)
+    label: str = Field(max_length=100)
+    position: int = 0
+
+
+class TermsOffer(SQLModel, table=True):
+    """The terms were shown to an address: consent is accepted within 24 h of the latest offer (DESIGN.md grammar)."""
+
+    __tablename__ = "terms_offer"
+    __table_args__ = (Index("ix_terms_offer_address", "channel", "address", "shown_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=16)
+    address: str = Field(max_length=320)
+    wording_version: str = Field(max_length=64)
+    campaign: str | None = Field(default=None, max_length=64)
+    # What the person typed as the campaign when it is not a registered code (kept as evidence).
+    campaign_raw: str | None = Field(default=None, max_length=200)
+    rendering_sha256: str = Field(max_length=64)
+    shown_at: datetime = _ts(default_factory=utcnow)
+    consumed_at: datetime | None = _ts(default=None, nullable=True)
+
+
+class Issue(SQLModel, table=True):
+    """One newsletter edition: title and Markdown body; ``topic`` None targets everyone."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    title: str = Field(max_length=300)
+    body_md: str = Field(sa_column=Column(Text, nullable=False))
+    topic: str | None = Field(default=None, max_length=32)
+    status: str = Field(default=IssueStatus.DRAFT.value, max_length=16)
+    created_by: str = Field(default="cli", max_length=100)
+    created_at: datetime = _ts(default_factory=utcnow)
+    started_at: datetime | None = _ts(default=None, nullable=True)
+    finished_at: datetime | None = _ts(default=None, nullable=True)
+
+
+class Delivery(SQLModel, table=True):
+    """One issue to one endpoint: the outbox row (DESIGN.md "Delivery: an outbox")."""
+
+    __table_args__ = (
+        UniqueConstraint("issue_id", "endpoint_id", name="uq_delivery_issue_endpoint"),
+        Index("ix_delivery_claim", "channel", "status", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(foreign_key="issue.id", index=True)
+    endpoint_id: int = Field(foreign_key="endpoint.id", index=True)
+    channel: str = Field(max_length=16)
+    status: str = Field(default=DeliveryStatus.PENDING.value, max_length=16)
+    attempts: int = 0
+    claimed_by: str | None = Field(default=None, max_length=100)
+    lease_expires_at: datetime | None = _ts(default=None, nullable=True)
+    attempted_at: datetime | None = _ts(default=None, nullable=True)
+    first_attempted_at: datetime | None = _ts(default=None, nullable=True)
+    retry_key: str | None = Field(default=None, max_length=64, index=True)
+    next_attempt_at: datetime | None = _ts(default=None, nullable=True)
+    sent_at: datetime | None = _ts(default=None, nullable=True)
+    reason: str | None = Field(default=None, max_length=500)
+    created_at: datetime = _ts(default_factory=utcnow)
+    updated_at: datetime = _ts(default_factory=utcnow)
+
+
+class ChannelLease(SQLModel, table=True):
+    """Only one dispatcher sends on a channel at a time (DESIGN.md "Delivery"): the holder and its lease expiry."""
+
+    __tablename__ = "channel_lease"
+
+    channel: str = Field(primary_key=True, max_length=16)
+    owner: str = Field(max_length=100)
+    expires_at: datetime = _ts()
+
+
+class InboundEvent(SQLModel, table=True):
+    """A raw webhook event / update as received, stored before it is acknowledged; deduplicated per channel."""
+
+    __tablename__ = "inbound_event"
+    __table_args__ = (UniqueConstraint("channel", "event_key", name="uq_inbound_channel_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=16)
+    event_key: str = Field(max_length=100)
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    received_at: datetime = _ts(default_factory=utcnow)
+    processed_at: datetime | None = _ts(default=None, nullable=True)
+    error: str | None = Field(default=None, max_length=500)

@@ -1,0 +1,45 @@
+"""Column types shared by every table.
+
+All timestamps are UTC and timezone-aware in Python (DESIGN.md "Shape"). SQLite silently drops UTC offsets and
+asyncpg refuses to mix naive and aware values, so one column type converts to UTC on write and attaches UTC on read.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy.types import DateTime, TypeDecorator
+
+
+def utcnow() -> datetime:
+    """The current time as a timezone-aware UTC ``datetime`` (microsecond precision)."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A ``datetime`` column stored as UTC.
+
+    Write: aware values are converted to UTC; naive values are refused (``ValueError``) because their zone is unknown.
+    Read: values come back aware, in UTC, on SQLite and PostgreSQL alike.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: otayori stores only timezone-aware UTC timestamps")
+        value = value.astimezone(UTC)
+        # SQLite keeps the text form; store it without an offset so that string comparisons order correctly.
+        if getattr(dialect, "name", "") == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
