@@ -110,6 +110,7 @@ async def running_telegram(runtime: Runtime) -> AsyncIterator[None]:
         yield
         return
     await application.initialize()
+    await TelegramBot.publish_commands(application)
     await application.start()
     assert application.updater is not None
     await application.updater.start_polling(poll_interval=0.0, timeout=10, drop_pending_updates=False)

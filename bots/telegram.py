@@ -93,7 +93,6 @@ class TelegramBot:
             .token(token)
             .base_url(base_url)
             .base_file_url(base_file_url)
-            .post_init(self._post_init)
             .build()
         )
         self.register(application)
@@ -108,7 +107,9 @@ class TelegramBot:
         application.add_handler(ChatMemberHandler(self._on_membership, ChatMemberHandler.MY_CHAT_MEMBER))
         application.add_error_handler(self._on_error)
 
-    async def _post_init(self, application: Application) -> None:
+    @staticmethod
+    async def publish_commands(application: Application) -> None:
+        """Register the menu commands with ``setMyCommands`` (PTB's post_init runs only inside run_polling)."""
         await application.bot.set_my_commands(list(MENU_COMMANDS))
 
     async def _on_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

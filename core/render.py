@@ -558,8 +558,10 @@ def split_line_text(text: str, limit_utf16: int = LINE_TEXT_LIMIT_UTF16) -> list
     LINE counts a text message's length in UTF-16 code units: a character outside the BMP (most emoji) counts 2
     (https://developers.line.biz/en/reference/messaging-api/#text-message; reference/line.md). Cuts at blank lines
     first, then line breaks, then after a sentence end, then at a space, then between characters; never between the
-    two halves of a surrogate pair or inside a grapheme cluster (ZWJ emoji, flags, combining marks). The newline(s)
-    or space at a cut are dropped; whitespace-only parts are dropped. Raises ValueError when ``limit_utf16 < 1``.
+    two halves of a surrogate pair or inside a grapheme cluster (ZWJ emoji, flags, combining marks) unless one
+    cluster alone exceeds the limit. The newline(s) or space at a cut are dropped; whitespace-only parts are
+    dropped. Raises ValueError when ``limit_utf16 < 1``; with ``limit_utf16 == 1`` an astral character (2 units)
+    is sent alone rather than split.
     """
     return _split_atoms(_text_atoms(text), limit_utf16, lambda part: not part.strip())
 

@@ -1,0 +1,184 @@
+"""Request-body validation of the LINE Messaging API, as the LINE emulator applies it.
+
+Limits come from the Messaging API reference (https://developers.line.biz/en/reference/messaging-api/ —
+"Message objects", "Quick reply", "Action objects", "Template messages") and /work/shared/reference/line.md.
+Every length is counted in UTF-16 code units, as LINE counts "characters": an emoji outside the BMP (😀) counts 2.
+
+The error shape is the one LINE returns for an invalid body (HTTP 400)::
+
+    {"message": "The request body has 2 error(s)",
+     "details": [{"message": "May not be empty", "property": "messages[0].text"}, ...]}
+
+The wording of the detail messages ("May not be empty", "Size must be between 1 and 500", "Length must be between
+0 and 5000") follows what LINE is seen to answer; LINE does not document every string, so code must branch on the HTTP
+status and ``property``, never on the detail text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MAX_MESSAGES_PER_REQUEST = 5
+MAX_MULTICAST_RECIPIENTS = 500
+MAX_TEXT_UNITS = 5000
+MAX_QUICK_REPLY_ITEMS = 13
+MAX_ACTION_LABEL_UNITS = 20
+MAX_POSTBACK_DATA_UNITS = 300
+MAX_ACTION_TEXT_UNITS = 300
+MAX_URI_UNITS = 1000
+MAX_ALT_TEXT_UNITS = 400
+MAX_CONFIRM_TEXT_UNITS = 240
+MAX_BUTTONS_TEXT_UNITS = 160
+MAX_BUTTONS_ACTIONS = 4
+
+MESSAGE_TYPES = ("text", "image", "video", "audio", "location", "sticker", "template", "imagemap", "flex")
+ACTION_TYPES = ("postback", "message", "uri", "datetimepicker", "camera", "cameraRoll", "location", "richmenuswitch",
+                "clipboard")
+
+Detail = dict[str, str]
+
+
+def utf16_len(text: str) -> int:
+    """Length of ``text`` in UTF-16 code units (how LINE counts characters): 'あ' is 1, '😀' is 2."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def body_errors(details: list[Detail]) -> dict[str, Any]:
+    """The JSON body LINE answers with HTTP 400 for ``details`` (a non-empty list of ``{message, property}``)."""
+    return {"message": f"The request body has {len(details)} error(s)", "details": details}
+
+
+def _must_be_specified(prop: str) -> Detail:
+    return {"message": "must be specified", "property": prop}
+
+
+def _check_text(value: Any, prop: str, max_units: int, details: list[Detail], *, required: bool = True,
+                allow_empty: bool = False) -> None:
+    """Append a detail when ``value`` is missing, not a string, empty, or longer than ``max_units`` UTF-16 units."""
+    if value is None:
+        if required:
+            details.append(_must_be_specified(prop))
+        return
+    if not isinstance(value, str):
+        details.append({"message": "Must be a string", "property": prop})
+        return
+    if value == "" and not allow_empty:
+        details.append({"message": "May not be empty", "property": prop})
+        return
+    if utf16_len(value) > max_units:
+        details.append({"message": f"Length must be between 0 and {max_units}", "property": prop})
+
+
+def _check_size(value: Any, prop: str, low: int, high: int, details: list[Detail]) -> bool:
+    """Append a detail unless ``value`` is a list of ``low..high`` items; True when the list is usable."""
+    if value is None:
+        details.append(_must_be_specified(prop))
+        return False
+    if not isinstance(value, list):
+        details.append({"message": "Must be an array", "property": prop})
+        return False
+    if not low <= len(value) <= high:
+        details.append({"message": f"Size must be between {low} and {high}", "property": prop})
+        return False
+    return True
+
+
+def validate_action(action: Any, prop: str, details: list[Detail], *, label_required: bool) -> None:
+    """Check one action object (https://developers.line.biz/en/reference/messaging-api/#action-objects)."""
+    if not isinstance(action, dict):
+        details.append(_must_be_specified(prop))
+        return
+    kind = action.get("type")
+    if kind not in ACTION_TYPES:
+        details.append({"message": f"Must be one of the following values: [{', '.join(ACTION_TYPES)}]",
+                        "property": f"{prop}.type"})
+        return
+    _check_text(action.get("label"), f"{prop}.label", MAX_ACTION_LABEL_UNITS, details, required=label_required)
+    if kind == "postback":
+        _check_text(action.get("data"), f"{prop}.data", MAX_POSTBACK_DATA_UNITS, details, allow_empty=True)
+        _check_text(action.get("displayText"), f"{prop}.displayText", MAX_ACTION_TEXT_UNITS, details, required=False)
+        _check_text(action.get("text"), f"{prop}.text", MAX_ACTION_TEXT_UNITS, details, required=False)
+    elif kind == "message":
+        _check_text(action.get("text"), f"{prop}.text", MAX_ACTION_TEXT_UNITS, details)
+    elif kind == "uri":
+        _check_text(action.get("uri"), f"{prop}.uri", MAX_URI_UNITS, details)
+
+
+def _validate_quick_reply(quick_reply: Any, prop: str, details: list[Detail]) -> None:
+    if not isinstance(quick_reply, dict):
+        details.append({"message": "Must be an object", "property": prop})
+        return
+    items = quick_reply.get("items")
+    if not _check_size(items, f"{prop}.items", 1, MAX_QUICK_REPLY_ITEMS, details):
+        return
+    for i, item in enumerate(items):
+        item_prop = f"{prop}.items[{i}]"
+        if not isinstance(item, dict) or item.get("type", "action") != "action":
+            details.append({"message": "Must be one of the following values: [action]",
+                            "property": f"{item_prop}.type"})
+            continue
+        # Quick reply buttons always show a label, so it is required there (reference: "Quick reply > items").
+        validate_action(item.get("action"), f"{item_prop}.action", details, label_required=True)
+
+
+def _validate_template(template: Any, prop: str, details: list[Detail]) -> None:
+    if not isinstance(template, dict):
+        details.append(_must_be_specified(prop))
+        return
+    kind = template.get("type")
+    if kind == "confirm":
+        _check_text(template.get("text"), f"{prop}.text", MAX_CONFIRM_TEXT_UNITS, details)
+        actions = template.get("actions")
+        if _check_size(actions, f"{prop}.actions", 2, 2, details):
+            for i, action in enumerate(actions):
+                validate_action(action, f"{prop}.actions[{i}]", details, label_required=True)
+    elif kind == "buttons":
+        _check_text(template.get("text"), f"{prop}.text", MAX_BUTTONS_TEXT_UNITS, details)
+        actions = template.get("actions")
+        if _check_size(actions, f"{prop}.actions", 1, MAX_BUTTONS_ACTIONS, details):
+            for i, action in enumerate(actions):
+                validate_action(action, f"{prop}.actions[{i}]", details, label_required=True)
+    elif kind in ("carousel", "image_carousel"):
+        _check_size(template.get("columns"), f"{prop}.columns", 1, 10, details)
+    else:
+        details.append({"message": "Must be one of the following values: [buttons, confirm, carousel, image_carousel]",
+                        "property": f"{prop}.type"})
+
+
+def validate_message(message: Any, prop: str, details: list[Detail]) -> None:
+    """Check one message object; appends ``{message, property}`` details for each problem found."""
+    if not isinstance(message, dict):
+        details.append(_must_be_specified(prop))
+        return
+    kind = message.get("type")
+    if kind not in MESSAGE_TYPES:
+        details.append({"message": f"Must be one of the following values: [{', '.join(MESSAGE_TYPES)}]",
+                        "property": f"{prop}.type"})
+        return
+    if kind == "text":
+        _check_text(message.get("text"), f"{prop}.text", MAX_TEXT_UNITS, details)
+    elif kind == "sticker":
+        for key in ("packageId", "stickerId"):
+            _check_text(message.get(key), f"{prop}.{key}", 100, details)
+    elif kind in ("image", "video"):
+        for key in ("originalContentUrl", "previewImageUrl"):
+            _check_text(message.get(key), f"{prop}.{key}", 2000, details)
+    elif kind == "audio":
+        _check_text(message.get("originalContentUrl"), f"{prop}.originalContentUrl", 2000, details)
+    elif kind == "template":
+        _check_text(message.get("altText"), f"{prop}.altText", MAX_ALT_TEXT_UNITS, details)
+        _validate_template(message.get("template"), f"{prop}.template", details)
+    elif kind == "flex":
+        _check_text(message.get("altText"), f"{prop}.altText", MAX_ALT_TEXT_UNITS, details)
+        if not isinstance(message.get("contents"), dict):
+            details.append(_must_be_specified(f"{prop}.contents"))
+    if "quickReply" in message and message["quickReply"] is not None:
+        _validate_quick_reply(message["quickReply"], f"{prop}.quickReply", details)
+
+
+def validate_messages(messages: Any, details: list[Detail]) -> None:
+    """Check a request's ``messages`` array: 1..5 message objects, each valid."""
+    if not _check_size(messages, "messages", 1, MAX_MESSAGES_PER_REQUEST, details):
+        return
+    for i, message in enumerate(messages):
+        validate_message(message, f"messages[{i}]", details)
