@@ -107,6 +107,10 @@ _WORDS: tuple[tuple[str, IntentKind, Language], ...] = (
     ("解除", IntentKind.WITHDRAW, "ja"),
     ("かいじょ", IntentKind.WITHDRAW, "ja"),
     ("配信停止", IntentKind.WITHDRAW, "ja"),
+    # Everyday ways to say "unsubscribe" beyond DESIGN.md's table: a stop must never fall through to help.
+    ("配信解除", IntentKind.WITHDRAW, "ja"),
+    ("登録解除", IntentKind.WITHDRAW, "ja"),
+    ("購読解除", IntentKind.WITHDRAW, "ja"),
     ("stop", IntentKind.WITHDRAW, "en"),
     ("unsubscribe", IntentKind.WITHDRAW, "en"),
     ("全解除", IntentKind.WITHDRAW_ALL, "ja"),

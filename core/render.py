@@ -42,6 +42,7 @@ from dataclasses import dataclass, replace
 from typing import Literal, NamedTuple
 
 from markdown_it import MarkdownIt
+from mdit_py_cjk_friendly import cjk_friendly
 from markdown_it.tree import SyntaxTreeNode
 
 #: Telegram: characters (code points) of visible text per message (https://core.telegram.org/bots/api#sendmessage).
@@ -63,8 +64,12 @@ _RULE = "――――――――"
 
 @functools.cache
 def _markdown() -> MarkdownIt:
-    """The shared parser, built on first use (nothing runs at import). ``html: False``: raw HTML stays text."""
-    return MarkdownIt("commonmark", {"html": False})
+    """The shared parser, built on first use (nothing runs at import). ``html: False``: raw HTML stays text.
+
+    ``cjk_friendly``: CommonMark's flanking rules reject emphasis next to full-width punctuation
+    (``**「重要」**です``); the plugin applies the CJK-friendly amendment (github.com/tats-u/markdown-cjk-friendly).
+    """
+    return MarkdownIt("commonmark", {"html": False}).use(cjk_friendly)
 
 
 def _scheme(url: str) -> str | None:

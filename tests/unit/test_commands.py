@@ -336,3 +336,10 @@ def test_subscribe_accepts_unknown_or_invalid_campaign_codes() -> None:
 )
 def test_is_confirmation_code(text: str, code: str | None) -> None:
     assert is_confirmation_code(text) == code
+
+
+@pytest.mark.parametrize("text", ["登録解除", "配信解除", "購読解除", "ｺｳﾄﾞｸ解除"])
+def test_everyday_unsubscribe_words_withdraw(text: str) -> None:
+    # 登録解除 is how many people say "unsubscribe": it must stop, not be read as 登録 with a campaign 解除.
+    expected = K.TEXT if text.startswith("ｺｳ") else K.WITHDRAW
+    assert parse(text).kind is expected

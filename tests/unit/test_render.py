@@ -507,3 +507,9 @@ def test_empty_body_gives_title_and_footer(channel: str) -> None:
 def test_unknown_channel_is_rejected() -> None:
     with pytest.raises(ValueError):
         issue_parts("email", "T", "b", "f")  # type: ignore[arg-type]
+
+
+def test_emphasis_next_to_japanese_punctuation_is_bold():
+    # CommonMark alone leaves these as literal asterisks; Japanese authors write them all the time.
+    assert render_telegram_html("これは**「重要」**です") == "これは<b>「重要」</b>です"
+    assert render_plain_text("これは**「重要」**です") == "これは「重要」です"
