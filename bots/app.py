@@ -12,6 +12,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from linebot.v3.messaging import AsyncApiClient, AsyncMessagingApi, Configuration
 from telegram import Bot
@@ -20,6 +21,8 @@ from telegram.ext import Application
 from bots.line import LineSender, LineWebhook
 from bots.telegram import TelegramBot, TelegramSender
 from core.channels import ChannelSender
+from core.double_opt_in import EmailSubscriptions
+from core.optout import OptOuts
 from core.dispatcher import Dispatcher, DispatchPolicy
 from core.settings import Settings
 from core.subscriptions import SubscriptionService
@@ -43,7 +46,10 @@ class Runtime:
     telegram_app: Application | None = None
     line_api: AsyncMessagingApi | None = None
     line_webhook: LineWebhook | None = None
-    _tasks: set[asyncio.Task] = field(default_factory=set)
+    #: Email double opt-in use cases (always present; without SMTP its requests answer "unavailable").
+    email: EmailSubscriptions | None = None
+    optouts: OptOuts | None = None
+    email_sender: Any = None
 
     def enabled_channels(self) -> list[str]:
         """Channels that have credentials (and so a sender)."""
@@ -69,9 +75,19 @@ async def open_runtime(settings: Settings, *, telegram_updates: bool = False) ->
     """
     db = Database(settings.database_url)
     subscriptions = SubscriptionService(db, settings)
-    runtime = Runtime(settings=settings, db=db, subscriptions=subscriptions)
+    optouts = OptOuts(db, settings)
+    runtime = Runtime(settings=settings, db=db, subscriptions=subscriptions, optouts=optouts)
     line_client: AsyncApiClient | None = None
     try:
+        if settings.email_enabled:
+            from bots.mailing import ConfirmationMails, build_email_sender  # only when email is on
+
+            runtime.email_sender = build_email_sender(settings, optouts)
+            runtime.senders["email"] = runtime.email_sender
+            runtime.email = EmailSubscriptions(db, settings, ConfirmationMails(settings, runtime.email_sender))
+        else:
+            runtime.email = EmailSubscriptions(db, settings, None)
+        subscriptions.email = runtime.email
         if settings.telegram_enabled:
             token = settings.telegram_bot_token or ""
             if telegram_updates:
@@ -99,6 +115,8 @@ async def open_runtime(settings: Settings, *, telegram_updates: bool = False) ->
                 await runtime.telegram_bot.shutdown()
         if line_client is not None:
             await line_client.close()
+        if runtime.email_sender is not None:
+            await runtime.email_sender.close()
         await db.dispose()
 
 

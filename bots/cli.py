@@ -267,6 +267,43 @@ def audit() -> None:
         raise typer.Exit(1)
 
 
+@app.command()
+def withdraw(
+    address: str = typer.Argument(..., help="Email address, LINE user id or Telegram chat id."),
+    channel: str | None = typer.Option(None, "--channel", help="email, line or telegram (default: look everywhere)."),
+    via: str = typer.Option(..., "--via", help="How the opt-out arrived: phone, mail or in_person."),
+    note: str | None = typer.Option(None, "--note", help="Free text kept in the evidence."),
+) -> None:
+    """Record an opt-out that arrived another way (phone, reply mail, in person); effective at once."""
+    from core.double_opt_in import AddressError
+    from core.optout import OptOuts
+    from storage.database import Database
+
+    if channel not in (None, "email", "line", "telegram"):
+        fail("--channel must be email, line or telegram", 2)
+    if via not in ("phone", "mail", "in_person"):
+        fail("--via must be phone, mail or in_person", 2)
+    settings = settings_or_exit()
+    migrate_or_exit(settings)
+
+    async def work():  # type: ignore[no-untyped-def]
+        db = Database(settings.database_url)
+        try:
+            return await OptOuts(db, settings).withdraw_by_admin(address, channel, via, note)
+        finally:
+            await db.dispose()
+
+    try:
+        withdrawn, endpoints = run_async(work)
+    except AddressError as exc:
+        fail(f"not a valid email address: {exc}", 2)
+    except LookupError as exc:
+        fail(str(exc), 1)
+    for endpoint in endpoints:
+        console.print(f"{endpoint.channel} {endpoint.address}: {endpoint.state}", markup=False, highlight=False)
+    console.print(f"{withdrawn} endpoint(s) withdrawn", markup=False, highlight=False)
+
+
 @deliveries_app.command("show")
 def deliveries_show(issue_id: int = typer.Argument(..., help="The issue id printed by `otayori broadcast`.")) -> None:
     """Counts of an issue's deliveries by channel and status, and the reasons for failures."""

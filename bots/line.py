@@ -122,7 +122,8 @@ class LineWebhook:
         """Process stored events by key, in order; a failure of one event is logged and does not stop the rest."""
         from core.inbound import unprocessed
 
-        pending = {row.event_key: row for row in await unprocessed(self.db, CHANNEL, limit=10_000)}
+        rows = await unprocessed(self.db, CHANNEL, limit=len(keys), keys=keys)
+        pending = {row.event_key: row for row in rows}
         for key in keys:
             row = pending.get(key)
             if row is None:

@@ -20,6 +20,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from bots.line import WebhookRejected
+from bots.pages import page_routes
 
 if TYPE_CHECKING:
     from bots.app import Runtime
@@ -77,6 +78,7 @@ def create_app(runtime: Runtime) -> Starlette:
         return JSONResponse({"status": "ok", "channels": runtime.enabled_channels()})
 
     routes = [
+        *page_routes(runtime, env),
         Route("/webhooks/line", line_webhook, methods=["POST"]),
         Route("/privacy", privacy, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),

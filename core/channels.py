@@ -64,6 +64,11 @@ class OutboundMessage:
     recipients: tuple[str, ...]
     retry_key: str | None = None
     plain_parts: tuple[str, ...] = field(default=())
+    #: The endpoint ids of ``recipients`` (same order): email needs them for each recipient's unsubscribe token.
+    endpoint_ids: tuple[int, ...] = field(default=())
+    #: The issue itself, for channels that render per recipient (email: multipart text + HTML).
+    title: str = ""
+    body_markdown: str = ""
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,7 @@ class Dispatcher:
         self.policy = policy or DispatchPolicy()
         self.owner = owner or default_owner()
         self.clock = clock
-        self._rendered: dict[tuple[int, str], tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self._rendered: dict[tuple[int, str], tuple[tuple[str, ...], tuple[str, ...], str, str]] = {}
 
     # ---- public ---------------------------------------------------------------------------------------------
 
@@ -327,13 +327,16 @@ class Dispatcher:
                 live.append(row)
         if not live:
             return None
-        parts, plain = await self._render(issue_id, channel)
+        parts, plain, title, body = await self._render(issue_id, channel)
         message = OutboundMessage(
             issue_id=issue_id,
             parts=parts,
             plain_parts=plain,
             recipients=tuple(endpoints[row.endpoint_id].address or "" for row in live),
             retry_key=retry_key,
+            endpoint_ids=tuple(row.endpoint_id for row in live),
+            title=title,
+            body_markdown=body,
         )
         try:
             result = await sender.send(message)
@@ -342,21 +345,24 @@ class Dispatcher:
             result = SendResult(Outcome(OutcomeKind.TEMPORARY, reason=f"sender error: {type(exc).__name__}"))
         return await self._record(channel, live, endpoints, result, summary)
 
-    async def _render(self, issue_id: int, channel: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    async def _render(self, issue_id: int, channel: str) -> tuple[tuple[str, ...], tuple[str, ...], str, str]:
+        """Chat parts, plain-text fallback parts, title and Markdown body of an issue (cached per issue+channel)."""
         key = (issue_id, channel)
         if key not in self._rendered:
             async with self.db.read() as session:
                 issue = await session.get(Issue, issue_id)
             assert issue is not None
             footer = texts.text("issue_footer", "ja")
-            if channel == "telegram":
+            if channel == "email":
+                parts, plain = (), ()  # rendered per recipient by the email sender (core.mail)
+            elif channel == "telegram":
                 parts = tuple(render.issue_parts("telegram", issue.title, issue.body_md, footer))
                 plain = tuple(render.split_line_text(
                     "\n\n".join(render.issue_parts("line", issue.title, issue.body_md, footer)), 4096))
             else:
                 parts = tuple(render.issue_parts("line", issue.title, issue.body_md, footer))
                 plain = parts
-            self._rendered[key] = (parts, plain)
+            self._rendered[key] = (parts, plain, issue.title, issue.body_md)
         return self._rendered[key]
 
     async def _record(

@@ -73,13 +73,22 @@ async def finish_processing(session: AsyncSession, channel: str, key: str, error
         session.add(row)
 
 
-async def unprocessed(db: Database, channel: str, limit: int = 500) -> list[InboundEvent]:
-    """Stored but unprocessed events of ``channel`` in arrival order (for recovery after a crash)."""
+async def unprocessed(
+    db: Database, channel: str, limit: int = 500, keys: Sequence[str] | None = None
+) -> list[InboundEvent]:
+    """Stored but unprocessed events of ``channel`` in arrival order (for recovery after a crash).
+
+    ``keys``: only these event keys (the events one webhook request just stored). Without it a webhook's background
+    task would load every unprocessed event of the channel: quadratic work in a burst, and events beyond ``limit``
+    silently left for the next restart.
+    """
+    query = select(InboundEvent).where(
+        InboundEvent.channel == channel, InboundEvent.processed_at.is_(None)  # type: ignore[union-attr]
+    )
+    if keys is not None:
+        if not keys:
+            return []
+        query = query.where(InboundEvent.event_key.in_(list(keys)))  # type: ignore[attr-defined]
     async with db.read() as session:
-        rows = await session.exec(
-            select(InboundEvent)
-            .where(InboundEvent.channel == channel, InboundEvent.processed_at.is_(None))  # type: ignore[union-attr]
-            .order_by(InboundEvent.id)  # type: ignore[arg-type]
-            .limit(limit)
-        )
+        rows = await session.exec(query.order_by(InboundEvent.id).limit(limit))  # type: ignore[arg-type]
         return list(rows.all())

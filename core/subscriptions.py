@@ -18,7 +18,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core import consent, texts
-from core.commands import Intent, IntentKind, parse
+from core.commands import Intent, IntentKind, is_confirmation_code, parse
 from core.inbound import begin_processing, finish_processing
 from core.settings import Settings
 from core.terms import current_wording, rendering_sha256
@@ -88,12 +88,23 @@ class SubscriptionService:
         self.db = db
         self.settings = settings
         self.clock = clock
+        #: The email double opt-in use cases (core.double_opt_in.EmailSubscriptions); None: email requests answer
+        #: that email is unavailable. Set by the bootstrap (bots/app.py).
+        self.email: Any = None
 
     # ---- entry points ----------------------------------------------------------------------------------------
 
     async def handle_text(self, ctx: ChatContext, text: str) -> list[Reply]:
         """Handle a text message: parse it with :func:`core.commands.parse` and act. Returns the replies."""
+        code = is_confirmation_code(text)
+        if code is not None and self.email is not None and ctx.chat_type == "private":
+            # Conversation state: a chat that asked to add an email address may type the 6-digit code back.
+            replies = await self.email.confirm_code_from_chat(ctx, code, "ja")
+            if replies is not None:
+                return replies
         intent = parse(text)
+        if intent.kind is IntentKind.EMAIL and ctx.chat_type == "private" and self.email is not None:
+            return await self.email.request_from_chat(ctx, intent.argument, intent.language)
         return await self._once(ctx, lambda session: self._dispatch(session, ctx, intent))
 
     async def handle_button(self, ctx: ChatContext, data: str) -> list[Reply]:
@@ -190,7 +201,7 @@ class SubscriptionService:
         if intent.kind is IntentKind.STATUS:
             return await self._status(session, ctx, language)
         if intent.kind is IntentKind.EMAIL:
-            return [Reply("email_later", texts.text("email_later", language))]
+            return [Reply("email_unavailable", texts.text("email_unavailable", language))]
         if ctx.chat_type != "private":
             return []  # ordinary talk in a group is none of our business
         return self._help(ctx, language)

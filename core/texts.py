@@ -92,9 +92,67 @@ _TEXTS: dict[str, dict[Language, str]] = {
         "- status: show your subscription\n"
         "- help: this message",
     },
-    "email_later": {
-        "ja": "メールでの配信登録は準備中です。現在はこのチャットでお届けしています。",
-        "en": "Email delivery is not available yet; the newsletter arrives in this chat.",
+    "email_unavailable": {
+        "ja": "メールでの配信は現在ご利用いただけません。このチャットでお届けしています。",
+        "en": "Email delivery is not available; the newsletter arrives in this chat.",
+    },
+    "email_usage": {
+        "ja": "メールでも受け取るには「メール アドレス」の形で送ってください。例: メール taro@example.jp",
+        "en": "To also receive it by email, send 'email <address>', e.g. email taro@example.jp",
+    },
+    "email_needs_subscription": {
+        "ja": "メールでのお届けを追加するには、先にこのチャットで「登録」してください。",
+        "en": "Please subscribe in this chat first ('subscribe'), then add your email address.",
+    },
+    "email_invalid": {
+        "ja": "メールアドレスの形式が正しくないようです。もう一度お確かめください。({detail})",
+        "en": "That email address does not look valid ({detail}). Please check it.",
+    },
+    "email_sent": {
+        "ja": "{address} に確認メールを送りました。メールのリンクから確定するか、メールに書かれた6桁のコードを"
+        "このチャットに送ってください({hours}時間有効)。確定するまでメールはお送りしません。",
+        "en": "A confirmation mail went to {address}. Confirm with its link, or send the 6-digit code from it here "
+        "(valid {hours} h). Nothing is emailed until you confirm.",
+    },
+    "email_rate_limited": {
+        "ja": "このアドレスへの確認メールは1日3通までです。届いたメールをご確認いただくか、明日もう一度お試しください。",
+        "en": "At most 3 confirmation mails per address per day. Please check your inbox or try again tomorrow.",
+    },
+    "email_already_active": {
+        "ja": "{address} はすでに配信先として確認済みです。",
+        "en": "{address} is already confirmed.",
+    },
+    "email_send_failed": {
+        "ja": "確認メールを送れませんでした。しばらくしてからもう一度お試しください。",
+        "en": "The confirmation mail could not be sent. Please try again later.",
+    },
+    "email_confirm_confirmed": {
+        "ja": "{address} を確認しました。ニュースレターをメールでもお届けします。停止はメールの配信停止リンクか「解除」で。",
+        "en": "{address} is confirmed: the newsletter will also arrive by email. Unsubscribe with the link in any mail.",
+    },
+    "email_confirm_already": {
+        "ja": "{address} はすでに確認済みです。",
+        "en": "{address} is already confirmed.",
+    },
+    "email_confirm_expired": {
+        "ja": "確認コードの有効期限が切れました。もう一度「メール アドレス」を送ってください。",
+        "en": "The confirmation code has expired. Send 'email <address>' again.",
+    },
+    "email_confirm_used": {
+        "ja": "この確認はすでに使われています。もう一度「メール アドレス」を送ってください。",
+        "en": "This confirmation was already used. Send 'email <address>' again.",
+    },
+    "email_confirm_invalid": {
+        "ja": "確認できませんでした。もう一度「メール アドレス」を送ってください。",
+        "en": "This confirmation is not valid. Send 'email <address>' again.",
+    },
+    "email_confirm_locked": {
+        "ja": "コードの入力に5回失敗しました。もう一度「メール アドレス」を送って新しいコードを受け取ってください。",
+        "en": "Five wrong codes: send 'email <address>' again to get a new code.",
+    },
+    "email_confirm_wrong_code": {
+        "ja": "コードが違います(あと{remaining}回)。メールに書かれた6桁の数字を送ってください。",
+        "en": "Wrong code ({remaining} tries left). Send the 6 digits from the mail.",
     },
     "status_header": {"ja": "ご登録状況:", "en": "Your subscription:"},
     "status_none": {

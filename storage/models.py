@@ -268,3 +268,33 @@ class InboundEvent(SQLModel, table=True):
     received_at: datetime = _ts(default_factory=utcnow)
     processed_at: datetime | None = _ts(default=None, nullable=True)
     error: str | None = Field(default=None, max_length=500)
+
+
+class EmailConfirmation(SQLModel, table=True):
+    """One double opt-in request: an address someone asked to add, confirmed by a signed link or a 6-digit code.
+
+    Server-side state makes tokens and codes single-use: ``used_at`` is set on success; ``wrong_codes`` counts wrong
+    codes (at 5 the request is locked and a new one is needed). ``code_hash`` is an HMAC of the code, never the code.
+    ``subscriber_id`` is the requester: confirming moves the address to them (the owner of the mailbox decides).
+    """
+
+    __tablename__ = "email_confirmation"
+    __table_args__ = (Index("ix_email_confirmation_address", "address", "created_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    address: str = Field(max_length=320)
+    subscriber_id: int = Field(index=True)
+    nonce: str = Field(max_length=64, unique=True)
+    code_hash: str = Field(max_length=64)
+    requested_via: str = Field(max_length=16)  # chat | web
+    # The chat that asked (the code may be typed back there); None for the web form.
+    requested_channel: str | None = Field(default=None, max_length=16)
+    requested_address: str | None = Field(default=None, max_length=320)
+    campaign: str | None = Field(default=None, max_length=64)
+    wording_version: str = Field(max_length=64)
+    evidence: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _ts(default_factory=utcnow)
+    expires_at: datetime = _ts()
+    used_at: datetime | None = _ts(default=None, nullable=True)
+    wrong_codes: int = 0
+    sent: bool = False
