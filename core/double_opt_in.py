@@ -213,7 +213,7 @@ class EmailSubscriptions:
             to=address,
             confirm_url=f"{self.settings.public_url}/email/confirm/{self.tokens.confirm_token(nonce)}",
             code=code,
-            expires_hours=max(1, self.settings.confirm_ttl_seconds // 3600),
+            expires_hours=max(1, -(-self.settings.confirm_ttl_seconds // 3600)),  # rounded up
         )
         async with self.db.write() as session:
             row = await session.get(EmailConfirmation, confirmation_id)
@@ -416,7 +416,7 @@ class EmailSubscriptions:
             "unavailable": "email_unavailable",
         }[result.kind]
         return Reply(key, texts.text(key, language, address=result.address or "", detail=result.detail or "",
-                                     hours=max(1, self.settings.confirm_ttl_seconds // 3600)))
+                                     hours=max(1, -(-self.settings.confirm_ttl_seconds // 3600))))
 
     def _confirm_reply(self, result: ConfirmResult, language: Language) -> Reply:
         key = f"email_confirm_{result.kind}"

@@ -1,7 +1,7 @@
 """An issue's Markdown -> the chat text each channel sends, split to the channel's size limit.
 
 Markdown is parsed by markdown-it-py's CommonMark preset with raw HTML *disabled*, so an author's ``<b>`` or
-``<script>`` reaches the renderers as literal text and is escaped, never passed through. Two renderers walk the same
+``<script>`` reaches the renderers as literal text and is escaped, never passed through. Three renderers walk the same
 syntax tree:
 
 - :func:`render_telegram_html`: Telegram's HTML subset (Bot API "Formatting options", HTML style,
@@ -13,7 +13,9 @@ syntax tree:
   except pre and code", "blockquote ... can't be nested", "all other entities can't contain each other": so inline
   code inside a link and code blocks inside a quote are shown as plain text, and nested quotes are flattened into
   the outer one.
-- :func:`render_plain_text`: plain text for LINE, whose text messages have no markup at all.
+- :func:`render_plain_text`: plain text for LINE, whose text messages have no markup at all (also an email's
+  text/plain part).
+- :func:`render_email_html`: an HTML fragment for an email's text/html part (``core.mail`` wraps it in a template).
 
 Only ``http``, ``https``, ``tg`` and ``mailto`` links become links (LINE: ``http``, ``https``, ``mailto``); any other
 scheme or a relative link is rendered as its text. (markdown-it already refuses ``javascript:``, ``vbscript:``,
@@ -597,3 +599,108 @@ def issue_parts(channel: Literal["telegram", "line"], title: str, body_markdown:
         blocks = [f"【{title.strip()}】" if title.strip() else "", render_plain_text(body_markdown), footer.strip()]
         return split_line_text("\n\n".join(block for block in blocks if block))
     raise ValueError(f"unknown chat channel: {channel!r}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Email HTML
+
+
+class _EmailHtml:
+    """Walks markdown-it's syntax tree (the same parser as the chat renderers) and writes a small HTML fragment for
+    the text/html part of an email. Everything the author typed is escaped; only the tags listed in
+    :func:`render_email_html` are produced."""
+
+    def document(self, markdown: str) -> str:
+        root = SyntaxTreeNode(_markdown().parse(markdown))
+        return self.blocks(root.children)
+
+    def blocks(self, nodes: Sequence[SyntaxTreeNode]) -> str:
+        return "\n".join(text for text in (self.block(node) for node in nodes) if text)
+
+    def block(self, node: SyntaxTreeNode) -> str:
+        match node.type:
+            case "paragraph":
+                inner = self.inlines(node.children, in_link=False)
+                # A tight list's paragraphs are hidden: the item holds the text directly.
+                return inner if node.hidden else f"<p>{inner}</p>"
+            case "heading":
+                # The issue title is the message's <h1>: the body's headings start one level below.
+                level = min(int(node.tag[1:]) + 1, 6) if node.tag[1:].isdigit() else 2
+                return f"<h{level}>{self.inlines(node.children, in_link=False)}</h{level}>"
+            case "bullet_list":
+                return f"<ul>\n{self.items(node)}\n</ul>"
+            case "ordered_list":
+                start = int(node.attrs.get("start", 1))
+                start_attr = f' start="{start}"' if start != 1 else ""
+                return f"<ol{start_attr}>\n{self.items(node)}\n</ol>"
+            case "blockquote":
+                style = "margin:0 0 1em 0;padding:0 0 0 1em;border-left:3px solid #ccc;color:#555"
+                return f'<blockquote style="{style}">\n{self.blocks(node.children)}\n</blockquote>'
+            case "fence" | "code_block":
+                content = html.escape(node.content.rstrip("\n"), quote=False)
+                style = "white-space:pre-wrap;background:#f5f5f5;padding:0.5em;overflow-x:auto"
+                return f'<pre style="{style}"><code>{content}</code></pre>'
+            case "hr":
+                return "<hr>"
+            case "html_block":  # only with html enabled; kept so raw HTML can never pass through
+                return f"<p>{html.escape(node.content.rstrip(chr(10)), quote=False)}</p>"
+            case _:
+                if node.children:
+                    return self.blocks(node.children)
+                return html.escape(node.content, quote=False)
+
+    def items(self, node: SyntaxTreeNode) -> str:
+        return "\n".join(f"<li>{self.blocks(item.children)}</li>" for item in node.children)
+
+    def inlines(self, nodes: Sequence[SyntaxTreeNode], in_link: bool) -> str:
+        return "".join(self.inline(node, in_link) for node in nodes)
+
+    def inline(self, node: SyntaxTreeNode, in_link: bool) -> str:
+        match node.type:
+            case "inline":
+                return self.inlines(node.children, in_link)
+            case "text" | "html_inline":
+                return html.escape(node.content, quote=False)
+            case "softbreak" | "hardbreak":
+                # Japanese authors break lines deliberately (as in the chat renderers); a space would be wrong.
+                return "<br>\n"
+            case "strong":
+                inner = self.inlines(node.children, in_link)
+                return f"<strong>{inner}</strong>" if inner else ""
+            case "em":
+                inner = self.inlines(node.children, in_link)
+                return f"<em>{inner}</em>" if inner else ""
+            case "code_inline":
+                return f"<code>{html.escape(node.content, quote=False)}</code>" if node.content else ""
+            case "link":
+                inner = self.inlines(node.children, in_link=True)
+                href = str(node.attrs.get("href", ""))
+                if in_link or _scheme(href) not in _PLAIN_LINK_SCHEMES:
+                    return inner
+                return f'<a href="{html.escape(href, quote=True)}">{inner or html.escape(href, quote=False)}</a>'
+            case "image":
+                # Remote images are blocked by most mail clients and can track readers: link to the image instead.
+                alt, src = _plain(node), str(node.attrs.get("src", ""))
+                if in_link or _scheme(src) not in _PLAIN_LINK_SCHEMES:
+                    return html.escape(alt, quote=False)
+                shown = html.escape(alt or src, quote=False)
+                return f'<a href="{html.escape(src, quote=True)}">{shown}</a>'
+            case _:
+                if node.children:
+                    return self.inlines(node.children, in_link)
+                return html.escape(node.content, quote=False)
+
+
+def render_email_html(markdown: str) -> str:
+    """Render an issue body (CommonMark, CJK-friendly emphasis) as an HTML fragment for an email's text/html part.
+
+    Mapping: headings -> ``<h2>``..``<h6>`` (one level below the Markdown level: the issue title is the ``<h1>``);
+    paragraphs -> ``<p>``; ``**bold**`` -> ``<strong>``; ``*em*`` -> ``<em>``; `` `code` `` -> ``<code>``;
+    fenced/indented code -> ``<pre><code>``; links -> ``<a href>`` for http/https/mailto only (other schemes and
+    relative links: their text); images -> a link to the image titled by its alt text (never embedded); lists ->
+    ``<ul>``/``<ol start>`` with ``<li>``; block quotes -> ``<blockquote>``; thematic breaks -> ``<hr>``; soft and
+    hard line breaks -> ``<br>``. Raw HTML in the Markdown is escaped and shown as text; text is escaped with
+    ``html.escape(quote=False)`` and attribute values with ``quote=True``. Returns ``""`` for an empty body. Pure
+    string (no ``Markup``): mark it safe where a template embeds it. Never raises.
+    """
+    return _EmailHtml().document(markdown)

@@ -232,6 +232,9 @@ class Settings(BaseSettings):
                         f"{ENV_PREFIX}{name.upper()}",
                         "required when email is on (特定電子メール法 Art. 4 display items / the From address)",
                     )
+        if self.email_enabled and not self.public_url.startswith("https://") and not _is_loopback_url(self.public_url):
+            # RFC 8058: the one-click unsubscribe URI must be https; mail clients ignore it otherwise.
+            raise ConfigError(f"{ENV_PREFIX}PUBLIC_URL", "email needs an https:// public URL (RFC 8058 one-click unsubscribe)")
         if self.telegram_enabled and self.telegram_mode == "webhook":
             if not self.public_url.startswith("https://") and not _is_loopback_url(self.telegram_api_url):
                 raise ConfigError(f"{ENV_PREFIX}PUBLIC_URL", "webhook mode needs an https:// public URL")

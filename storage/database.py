@@ -25,6 +25,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _IMMEDIATE = "otayori_immediate"
+#: The advisory lock key that serialises ledger appends on PostgreSQL ("otayori" in ASCII, as a bigint).
+LEDGER_LOCK_KEY = int.from_bytes(b"otayori", "big")
 
 
 class Database:
@@ -94,7 +96,7 @@ class Database:
         transaction-scoped advisory lock (https://www.postgresql.org/docs/current/explicit-locking.html#ADVISORY-LOCKS).
         """
         if self.is_postgresql:
-            await session.exec(text("SELECT pg_advisory_xact_lock(7461796f7269)"))  # type: ignore[call-overload]
+            await session.exec(text(f"SELECT pg_advisory_xact_lock({LEDGER_LOCK_KEY})"))  # type: ignore[call-overload]
 
     async def dispose(self) -> None:
         """Close every pooled connection."""

@@ -15,8 +15,9 @@ method not supported by emulator``.
 
 Implemented methods: getMe, getUpdates, setWebhook, deleteWebhook, getWebhookInfo, setMyCommands, getMyCommands,
 deleteMyCommands, sendMessage, sendPhoto, editMessageText, editMessageReplyMarkup, deleteMessage,
-answerCallbackQuery, sendChatAction, close, logOut. Text rules and error wording follow the real server (tdlib);
-see ``bots.sandbox.telegram_markup`` for formatting.
+answerCallbackQuery, sendChatAction, close, logOut. Text rules and error wording follow the real server (tdlib).
+Companion modules: ``telegram_markup`` (HTML/MarkdownV2 parsing), ``telegram_wire`` (method names, parameters, error
+answers), ``telegram_records`` (the dataclasses below), ``telegram_flood`` (429s), ``telegram_control`` (/_emulator/).
 
 Simulated users are driven in-process (``add_user``, ``send_text``, ``press_button``, ``block``...; plain methods that
 enqueue updates and return the ``update_id``) or from another process over the JSON control surface under
@@ -36,39 +37,60 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import hashlib
 import json
 import logging
-import math
 import re
 import signal
 import time
 import urllib.parse
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
 from starlette.applications import Starlette
-from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from bots.sandbox.server import LocalServer, is_loopback_host
 from bots.sandbox.telegram_control import control_routes
+from bots.sandbox.telegram_flood import FloodControl
 from bots.sandbox.telegram_markup import (
     EntityParseError,
     bot_command_entities,
     parse_text,
     strip_outer_whitespace,
 )
+from bots.sandbox.telegram_records import (
+    AnsweredCallback,
+    ApiCall,
+    MessageEdit,
+    SentMessage,
+    SimChat,
+    SimUser,
+    UploadedFile,
+    WebhookDelivery,
+)
+from bots.sandbox.telegram_wire import (
+    BOT_API_METHODS,
+    ApiError,
+    json_response,
+    read_params,
+    summarise,
+    to_bool,
+    to_float,
+    to_int,
+    to_json,
+    to_str,
+)
 
 __all__ = [
     "AnsweredCallback",
     "ApiCall",
+    "ApiError",
     "MessageEdit",
     "SentMessage",
     "SimChat",
@@ -80,45 +102,6 @@ __all__ = [
 
 _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
-
-# Every Bot API method (Bot API 9.x, as python-telegram-bot 22.8 calls them). Lower-cased name -> canonical name,
-# because the real server matches method names case-insensitively.
-_BOT_API_METHODS = {
-    name.lower(): name
-    for name in """
-    addStickerToSet answerCallbackQuery answerGuestQuery answerInlineQuery answerPreCheckoutQuery answerShippingQuery
-    answerWebAppQuery approveChatJoinRequest approveSuggestedPost banChatMember banChatSenderChat close closeForumTopic
-    closeGeneralForumTopic convertGiftToStars copyMessage copyMessages createChatInviteLink
-    createChatSubscriptionInviteLink createForumTopic createInvoiceLink createNewStickerSet declineChatJoinRequest
-    declineSuggestedPost deleteAllMessageReactions deleteBusinessMessages deleteChatPhoto deleteChatStickerSet
-    deleteForumTopic deleteMessage deleteMessageReaction deleteMessages deleteMyCommands deleteStickerFromSet
-    deleteStickerSet deleteStory deleteWebhook editChatInviteLink editChatSubscriptionInviteLink editForumTopic
-    editGeneralForumTopic editMessageCaption editMessageChecklist editMessageLiveLocation editMessageMedia
-    editMessageReplyMarkup editMessageText editStory editUserStarSubscription exportChatInviteLink forwardMessage
-    forwardMessages getAvailableGifts getBusinessAccountGifts getBusinessAccountStarBalance getBusinessConnection
-    getChat getChatAdministrators getChatGifts getChatMember getChatMemberCount getChatMenuButton
-    getCustomEmojiStickers getFile getForumTopicIconStickers getGameHighScores getManagedBotAccessSettings
-    getManagedBotToken getMe getMyCommands getMyDefaultAdministratorRights getMyDescription getMyName
-    getMyShortDescription getMyStarBalance getStarTransactions getStickerSet getUpdates getUserChatBoosts getUserGifts
-    getUserPersonalChatMessages getUserProfileAudios getUserProfilePhotos getWebhookInfo giftPremiumSubscription
-    hideGeneralForumTopic leaveChat logOut pinChatMessage postStory promoteChatMember readBusinessMessage
-    refundStarPayment removeBusinessAccountProfilePhoto removeChatVerification removeMyProfilePhoto
-    removeUserVerification reopenForumTopic reopenGeneralForumTopic replaceManagedBotToken replaceStickerInSet
-    repostStory restrictChatMember revokeChatInviteLink savePreparedInlineMessage savePreparedKeyboardButton
-    sendAnimation sendAudio sendChatAction sendChecklist sendContact sendDice sendDocument sendGame sendGift
-    sendInvoice sendLivePhoto sendLocation sendMediaGroup sendMessage sendMessageDraft sendPaidMedia sendPhoto sendPoll
-    sendSticker sendVenue sendVideo sendVideoNote sendVoice setBusinessAccountBio setBusinessAccountGiftSettings
-    setBusinessAccountName setBusinessAccountProfilePhoto setBusinessAccountUsername setChatAdministratorCustomTitle
-    setChatDescription setChatMemberTag setChatMenuButton setChatPermissions setChatPhoto setChatStickerSet
-    setChatTitle setCustomEmojiStickerSetThumbnail setGameScore setManagedBotAccessSettings setMessageReaction
-    setMyCommands setMyDefaultAdministratorRights setMyDescription setMyName setMyProfilePhoto setMyShortDescription
-    setPassportDataErrors setStickerEmojiList setStickerKeywords setStickerMaskPosition setStickerPositionInSet
-    setStickerSetThumbnail setStickerSetTitle setUserEmojiStatus setWebhook stopMessageLiveLocation stopPoll
-    transferBusinessAccountStars transferGift unbanChatMember unbanChatSenderChat unhideGeneralForumTopic
-    unpinAllChatMessages unpinAllForumTopicMessages unpinAllGeneralForumTopicMessages unpinChatMessage upgradeGift
-    uploadStickerFile verifyChat verifyUser
-    """.split()
-}
 
 # Sources: https://core.telegram.org/bots/api#sendmessage (text 1-4096 characters after entities parsing),
 # #sendphoto (caption 0-1024), #inlinekeyboardbutton (callback_data 1-64 bytes), #botcommand ([a-z0-9_]{1,32},
@@ -146,218 +129,6 @@ _NOT_MODIFIED = (
 _QUERY_INVALID = "Bad Request: query is too old and response timeout expired or query ID is invalid"
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Records
-
-
-@dataclass
-class SimUser:
-    """A simulated Telegram user; their private chat with the bot has ``chat id == id`` (as on Telegram).
-
-    ``started``: the user has opened the bot (only then may the bot write to them). ``blocked``: the user blocked the
-    bot. ``deactivated``: the account was deleted.
-    """
-
-    id: int
-    first_name: str
-    last_name: str | None = None
-    username: str | None = None
-    language_code: str | None = None
-    started: bool = True
-    blocked: bool = False
-    deactivated: bool = False
-
-    def to_api(self) -> dict:
-        """The Bot API ``User`` object."""
-        user: dict[str, Any] = {"id": self.id, "is_bot": False, "first_name": self.first_name}
-        if self.last_name:
-            user["last_name"] = self.last_name
-        if self.username:
-            user["username"] = self.username
-        if self.language_code:
-            user["language_code"] = self.language_code
-        return user
-
-    def chat_api(self) -> dict:
-        """The Bot API ``Chat`` object of the private chat with this user."""
-        chat: dict[str, Any] = {"id": self.id, "type": "private", "first_name": self.first_name}
-        if self.last_name:
-            chat["last_name"] = self.last_name
-        if self.username:
-            chat["username"] = self.username
-        return chat
-
-
-@dataclass
-class SimChat:
-    """A group or supergroup the bot is a member of (negative id). ``migrated_to`` is set after ``migrate_chat``."""
-
-    id: int
-    title: str
-    type: str = "group"
-    migrated_to: int | None = None
-
-    def to_api(self) -> dict:
-        """The Bot API ``Chat`` object."""
-        return {"id": self.id, "type": self.type, "title": self.title}
-
-
-@dataclass(frozen=True)
-class UploadedFile:
-    """A file the bot uploaded with ``multipart/form-data``."""
-
-    filename: str | None
-    content_type: str | None
-    data: bytes
-
-
-@dataclass(frozen=True)
-class MessageEdit:
-    """A previous version of a bot message, kept when the bot edits it."""
-
-    text: str | None
-    raw_text: str | None
-    caption: str | None
-    parse_mode: str | None
-    reply_markup: dict | None
-    at: float
-
-
-@dataclass
-class SentMessage:
-    """One message the bot sent, as the emulator recorded it.
-
-    ``text``/``caption`` are what the reader sees (markup parsed, outer whitespace trimmed); ``raw_text``/
-    ``raw_caption`` are what the bot sent; ``entities`` are Bot API MessageEntity dicts (UTF-16 offsets).
-    ``reply_markup`` is the parsed JSON the bot sent (any keyboard kind) or None. ``method`` is ``sendMessage`` or
-    ``sendPhoto``. ``at`` is ``time.monotonic()`` seconds when the emulator accepted it. ``photo`` is the uploaded
-    file or the string (file_id/URL) the bot gave. ``edits`` holds earlier versions, oldest first; ``edited`` is True
-    once the bot edited it. ``params`` are the request parameters as received (uploads summarised).
-    """
-
-    chat_id: int
-    message_id: int
-    text: str | None
-    parse_mode: str | None
-    reply_markup: dict | None
-    method: str
-    at: float
-    photo: UploadedFile | str | None = None
-    caption: str | None = None
-    edited: bool = False
-    raw_text: str | None = None
-    raw_caption: str | None = None
-    entities: list[dict] = field(default_factory=list)
-    reply_to_message_id: int | None = None
-    link_preview_disabled: bool = False
-    disable_notification: bool = False
-    deleted: bool = False
-    edits: list[MessageEdit] = field(default_factory=list)
-    params: dict = field(default_factory=dict, repr=False)
-
-    @property
-    def buttons(self) -> list[dict]:
-        """The inline keyboard buttons (InlineKeyboardButton dicts), row by row; empty without an inline keyboard."""
-        rows = (self.reply_markup or {}).get("inline_keyboard") or []
-        return [button for row in rows for button in row]
-
-    def callback_data_for(self, label: str) -> str:
-        """The ``callback_data`` of the inline button whose text is ``label``; KeyError lists the labels there are."""
-        for button in self.buttons:
-            if button.get("text") == label and "callback_data" in button:
-                return button["callback_data"]
-        raise KeyError(f"no callback button {label!r}; buttons: {[b.get('text') for b in self.buttons]}")
-
-    def to_json(self) -> dict:
-        """A JSON-ready dict (uploads become ``{"filename", "content_type", "size"}``)."""
-        data = dataclasses.asdict(self)
-        if isinstance(self.photo, UploadedFile):
-            data["photo"] = {
-                "filename": self.photo.filename,
-                "content_type": self.photo.content_type,
-                "size": len(self.photo.data),
-            }
-        return data
-
-
-@dataclass(frozen=True)
-class AnsweredCallback:
-    """The bot's ``answerCallbackQuery`` for a button press (``update_id`` is what ``press_button`` returned)."""
-
-    callback_query_id: str
-    update_id: int
-    user_id: int
-    message_id: int
-    data: str
-    text: str | None
-    show_alert: bool
-    url: str | None
-    at: float
-
-
-@dataclass(frozen=True)
-class WebhookDelivery:
-    """One attempt to POST an update to the webhook: HTTP ``status`` (None when the connection failed) or ``error``."""
-
-    update_id: int
-    url: str
-    status: int | None
-    error: str | None
-    at: float
-
-
-@dataclass(frozen=True)
-class ApiCall:
-    """One Bot API request the emulator answered: canonical ``method``, ``params`` as received, HTTP ``status``."""
-
-    method: str
-    params: dict
-    status: int
-    description: str | None
-    at: float
-
-
-class ApiError(Exception):
-    """A Bot API error answer: HTTP ``status`` == ``error_code``, ``description``, optional ``parameters``."""
-
-    def __init__(self, status: int, description: str, parameters: dict | None = None) -> None:
-        super().__init__(description)
-        self.status = status
-        self.description = description
-        self.parameters = parameters
-
-
-@dataclass
-class _Window:
-    """A sliding window admitting ``capacity`` events per ``period`` seconds."""
-
-    capacity: int
-    period: float
-    stamps: deque = field(default_factory=deque)
-
-    @classmethod
-    def per_second(cls, rate: float) -> _Window:
-        if rate <= 0:
-            raise ValueError("rates must be positive")
-        return cls(int(rate), 1.0) if rate >= 1 else cls(1, 1.0 / rate)
-
-    def full(self, now: float) -> bool:
-        while self.stamps and self.stamps[0] <= now - self.period:
-            self.stamps.popleft()
-        return len(self.stamps) >= self.capacity
-
-
-@dataclass
-class _RateLimits:
-    overall: _Window | None
-    per_chat_rate: float | None
-    per_group_per_minute: int | None
-    retry_after: int
-    enforce_retry_after: bool
-    chats: dict[int, _Window] = field(default_factory=dict)
-    groups: dict[int, _Window] = field(default_factory=dict)
-
-
 @dataclass
 class _InjectedFailure:
     method: str
@@ -365,104 +136,6 @@ class _InjectedFailure:
     description: str
     parameters: dict | None
     remaining: int
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Parameter parsing: lenient like the real server (a non-numeric integer reads as 0).
-
-
-def _json_response(status: int, body: dict) -> Response:
-    return Response(
-        json.dumps(body, ensure_ascii=False).encode("utf-8"), status_code=status, media_type="application/json"
-    )
-
-
-def _to_int(value: object, default: int | None = None) -> int | None:
-    if value is None or value == "":
-        return default
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value)
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        try:
-            return int(float(str(value).strip()))
-        except ValueError:
-            return 0
-
-
-def _to_float(value: object, default: float) -> float:
-    if value is None or value == "":
-        return default
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return 0.0
-
-
-def _to_bool(value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    if value is None:
-        return False
-    return str(value).strip().lower() in {"true", "1"}
-
-
-def _to_str(value: object) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, UploadedFile):
-        return None
-    return json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value)
-
-
-def _to_json(value: object, what: str) -> Any:
-    """A structured parameter: already decoded (JSON body) or JSON text (form body). ``what`` names it in errors."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, (dict, list)):
-        return value
-    try:
-        return json.loads(str(value))
-    except ValueError:
-        raise ApiError(400, f"Bad Request: can't parse {what} JSON object") from None
-
-
-def _summarise(params: dict) -> dict:
-    return {
-        key: f"<upload {value.filename!r}, {len(value.data)} bytes>" if isinstance(value, UploadedFile) else value
-        for key, value in params.items()
-    }
-
-
-async def _read_params(request: Request) -> dict[str, Any]:
-    """Merge query string and body parameters (JSON, urlencoded or multipart) the way the Bot API accepts them."""
-    params: dict[str, Any] = dict(request.query_params)
-    content_type = request.headers.get("content-type", "").lower()
-    if content_type.startswith("application/json"):
-        body = await request.body()
-        if body.strip():
-            try:
-                data = json.loads(body)
-            except ValueError:
-                raise ApiError(400, "Bad Request: can't parse JSON encoded request") from None
-            if not isinstance(data, dict):
-                raise ApiError(400, "Bad Request: JSON object expected")
-            params.update(data)
-    elif content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
-        async with request.form(max_part_size=50 * 1024 * 1024) as form:
-            for key, value in form.multi_items():
-                if isinstance(value, UploadFile):
-                    params[key] = UploadedFile(value.filename, value.content_type, await value.read())
-                else:
-                    params[key] = value
-    return params
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -513,8 +186,6 @@ class TelegramEmulator:
         self.answered_callbacks: list[AnsweredCallback] = []
         self.calls: deque[ApiCall] = deque(maxlen=10_000)
         self.webhook_deliveries: list[WebhookDelivery] = []
-        self.too_many_requests = 0
-        self.retry_after_violations = 0
 
         self._users: dict[int, SimUser] = {}
         self._groups: dict[int, SimChat] = {}
@@ -526,20 +197,39 @@ class TelegramEmulator:
         self._next_update_id = first_update_id
         self._allowed_updates: frozenset[str] | None = None
         self._poll_generation = 0
+        self._waiting_polls = 0
         self._callback_queries: dict[str, dict] = {}  # id -> {"update_id", "user_id", "message_id", "data"}
         self._next_callback_id = 1
         self._commands: dict[tuple[str, str], list[dict]] = {}
         self._webhook: dict[str, Any] | None = None
         self._webhook_task: asyncio.Task | None = None
         self._webhook_attempts: dict[int, int] = {}
-        self._limits: _RateLimits | None = None
-        self._flood_until: dict[object, float] = {}
+        self._flood = FloodControl()
         self._failures: list[_InjectedFailure] = []
         self._logged_out = False
         self._closing = False
         self._changed = asyncio.Event()
         self._server: LocalServer | None = None
         self._url: str | None = None
+        self._handlers: dict[str, Callable[[dict], Awaitable[Any]]] = {
+            "getMe": self._get_me,
+            "getUpdates": self._get_updates,
+            "setWebhook": self._set_webhook,
+            "deleteWebhook": self._delete_webhook,
+            "getWebhookInfo": self._get_webhook_info,
+            "setMyCommands": self._set_my_commands,
+            "getMyCommands": self._get_my_commands,
+            "deleteMyCommands": self._delete_my_commands,
+            "sendMessage": self._send_message,
+            "sendPhoto": self._send_photo,
+            "editMessageText": self._edit_message_text,
+            "editMessageReplyMarkup": self._edit_message_reply_markup,
+            "deleteMessage": self._delete_message,
+            "answerCallbackQuery": self._answer_callback_query,
+            "sendChatAction": self._send_chat_action,
+            "close": self._close,
+            "logOut": self._log_out,
+        }
         self.app = self._build_app()
 
     # -- lifecycle -----------------------------------------------------------------------------------------------
@@ -550,6 +240,7 @@ class TelegramEmulator:
             raise RuntimeError("the emulator is already running")
         self._closing = False
         self._logged_out = False
+        self._changed = asyncio.Event()  # never reuse an event a previous event loop may have waited on
         server = LocalServer(self.app, host=host, port=port)
         self._url = await server.start()
         self._server = server
@@ -603,6 +294,21 @@ class TelegramEmulator:
     def pending_updates(self) -> list[dict]:
         """Updates not yet confirmed by getUpdates ``offset`` (or not yet delivered to the webhook), oldest first."""
         return list(self._pending)
+
+    @property
+    def polls_in_progress(self) -> int:
+        """How many getUpdates requests are being answered right now (a polling bot has one waiting)."""
+        return self._waiting_polls
+
+    @property
+    def too_many_requests(self) -> int:
+        """How many 429 answers flood control gave."""
+        return self._flood.too_many_requests
+
+    @property
+    def retry_after_violations(self) -> int:
+        """How many sends arrived while an earlier 429's ``retry_after`` was still running."""
+        return self._flood.retry_after_violations
 
     @property
     def webhook_url(self) -> str | None:
@@ -794,22 +500,13 @@ class TelegramEmulator:
         the seconds left, and counted in ``retry_after_violations``. Source: https://core.telegram.org/bots/faq
         (about 30 msg/s overall, 1/s per chat, 20/min per group).
         """
-        if retry_after < 1:
-            raise ValueError("retry_after is at least 1 second (PTB ignores 0)")
-        if overall_per_second is None and per_chat_per_second is None and per_group_per_minute is None:
-            self._limits = None
-            self._flood_until.clear()
-            return
-        if per_chat_per_second is not None:
-            _Window.per_second(per_chat_per_second)  # validate
-        self._limits = _RateLimits(
-            overall=_Window.per_second(overall_per_second) if overall_per_second is not None else None,
-            per_chat_rate=per_chat_per_second,
+        self._flood.configure(
+            overall_per_second,
+            per_chat_per_second,
+            retry_after,
             per_group_per_minute=per_group_per_minute,
-            retry_after=int(retry_after),
             enforce_retry_after=enforce_retry_after,
         )
-        self._flood_until.clear()
 
     def fail_next(
         self,
@@ -827,7 +524,7 @@ class TelegramEmulator:
         if count < 1:
             raise ValueError("count must be at least 1")
         key = "*" if method == "*" else method.lower()
-        if key != "*" and key not in _BOT_API_METHODS:
+        if key != "*" and key not in BOT_API_METHODS:
             raise ValueError(f"unknown Bot API method {method!r}")
         self._failures.append(_InjectedFailure(key, status, description, parameters, count))
 
@@ -1010,7 +707,7 @@ class TelegramEmulator:
 
     def _formatted(self, text: str | None, parse_mode: object, *, caption: bool = False) -> tuple[str, list[dict]]:
         """Parse and trim a text or caption; raise the Bot API's 400s (empty, can't parse, too long)."""
-        mode = _to_str(parse_mode) or None
+        mode = to_str(parse_mode) or None
         try:
             plain, entities = parse_text(text or "", mode)
         except EntityParseError as exc:
@@ -1030,7 +727,7 @@ class TelegramEmulator:
         return plain, entities
 
     def _reply_markup(self, params: dict) -> dict | None:
-        markup = _to_json(params.get("reply_markup"), "reply keyboard markup")
+        markup = to_json(params.get("reply_markup"), "reply keyboard markup")
         if markup is None:
             return None
         if not isinstance(markup, dict):
@@ -1060,17 +757,17 @@ class TelegramEmulator:
                 raise ApiError(400, "Bad Request: BUTTON_DATA_INVALID")
 
     def _reply_to(self, params: dict, chat_id: int) -> int | None:
-        reply = _to_json(params.get("reply_parameters"), "reply parameters")
+        reply = to_json(params.get("reply_parameters"), "reply parameters")
         if reply is not None and not isinstance(reply, dict):
             raise ApiError(400, "Bad Request: can't parse reply parameters JSON object")
         if reply:
-            message_id = _to_int(reply.get("message_id"))
-            lenient = _to_bool(reply.get("allow_sending_without_reply"))
+            message_id = to_int(reply.get("message_id"))
+            lenient = to_bool(reply.get("allow_sending_without_reply"))
             if reply.get("chat_id") not in (None, chat_id, str(chat_id)):
                 raise ApiError(400, "Bad Request: message to be replied not found")
         else:
-            message_id = _to_int(params.get("reply_to_message_id"))
-            lenient = _to_bool(params.get("allow_sending_without_reply"))
+            message_id = to_int(params.get("reply_to_message_id"))
+            lenient = to_bool(params.get("allow_sending_without_reply"))
         if not message_id:
             return None
         if (chat_id, message_id) not in self._messages:
@@ -1080,33 +777,8 @@ class TelegramEmulator:
         return message_id
 
     def _check_flood(self, method: str, chat_id: int) -> None:
-        limits = self._limits
-        if limits is None or method not in _RATE_LIMITED_METHODS:
-            return
-        now = time.monotonic()
-        for scope in ("*", chat_id):
-            until = self._flood_until.get(scope)
-            if until is not None and now < until:
-                self.retry_after_violations += 1
-                self._too_many(math.ceil(until - now))
-        windows: list[tuple[object, _Window]] = []
-        if limits.overall is not None:
-            windows.append(("*", limits.overall))
-        if limits.per_chat_rate is not None:
-            windows.append((chat_id, limits.chats.setdefault(chat_id, _Window.per_second(limits.per_chat_rate))))
-        if limits.per_group_per_minute is not None and chat_id < 0:
-            windows.append((chat_id, limits.groups.setdefault(chat_id, _Window(limits.per_group_per_minute, 60.0))))
-        for scope, window in windows:
-            if window.full(now):
-                if limits.enforce_retry_after:
-                    self._flood_until[scope] = now + limits.retry_after
-                self._too_many(limits.retry_after)
-        for _, window in windows:
-            window.stamps.append(now)
-
-    def _too_many(self, seconds: int) -> None:
-        self.too_many_requests += 1
-        raise ApiError(429, f"Too Many Requests: retry after {seconds}", {"retry_after": seconds})
+        if method in _RATE_LIMITED_METHODS:
+            self._flood.check(chat_id, time.monotonic())
 
     def _injected_failure(self, method: str) -> None:
         for failure in self._failures:
@@ -1126,25 +798,6 @@ class TelegramEmulator:
     # -- HTTP --------------------------------------------------------------------------------------------------
 
     def _build_app(self) -> Starlette:
-        self._handlers: dict[str, Callable[[dict], Awaitable[Any]]] = {
-            "getMe": self._get_me,
-            "getUpdates": self._get_updates,
-            "setWebhook": self._set_webhook,
-            "deleteWebhook": self._delete_webhook,
-            "getWebhookInfo": self._get_webhook_info,
-            "setMyCommands": self._set_my_commands,
-            "getMyCommands": self._get_my_commands,
-            "deleteMyCommands": self._delete_my_commands,
-            "sendMessage": self._send_message,
-            "sendPhoto": self._send_photo,
-            "editMessageText": self._edit_message_text,
-            "editMessageReplyMarkup": self._edit_message_reply_markup,
-            "deleteMessage": self._delete_message,
-            "answerCallbackQuery": self._answer_callback_query,
-            "sendChatAction": self._send_chat_action,
-            "close": self._close,
-            "logOut": self._log_out,
-        }
         return Starlette(
             routes=[
                 Route("/bot{token}/{method}", self._handle_api, methods=["GET", "POST"]),
@@ -1158,17 +811,17 @@ class TelegramEmulator:
         if token != self.token:
             # Telegram: 404 for a malformed token, 401 for a well-formed one it does not know.
             if not _TOKEN_FORMAT.match(token):
-                return _json_response(404, {"ok": False, "error_code": 404, "description": "Not Found"})
-            return _json_response(401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
+                return json_response(404, {"ok": False, "error_code": 404, "description": "Not Found"})
+            return json_response(401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
         if self._logged_out:
-            return _json_response(401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
-        method = _BOT_API_METHODS.get(name.lower())
+            return json_response(401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
+        method = BOT_API_METHODS.get(name.lower())
         if method is None:
-            return _json_response(404, {"ok": False, "error_code": 404, "description": "Not Found"})
+            return json_response(404, {"ok": False, "error_code": 404, "description": "Not Found"})
         params: dict = {}
         status, description = 200, None
         try:
-            params = await _read_params(request)
+            params = await read_params(request)
             self._injected_failure(method)
             handler = self._handlers.get(method)
             if handler is None:
@@ -1179,19 +832,19 @@ class TelegramEmulator:
                 body["result"], body["description"] = outcome
             else:
                 body["result"] = outcome
-            return _json_response(200, body)
+            return json_response(200, body)
         except ApiError as exc:
             status, description = exc.status, exc.description
             error: dict[str, Any] = {"ok": False, "error_code": exc.status, "description": exc.description}
             if exc.parameters:
                 error["parameters"] = exc.parameters
-            return _json_response(exc.status, error)
+            return json_response(exc.status, error)
         except Exception as exc:  # an emulator bug must answer, not hang the client
             _LOGGER.exception("Telegram emulator failed on %s", method)
             status, description = 500, f"Internal Server Error: {exc!r}"
-            return _json_response(500, {"ok": False, "error_code": 500, "description": description})
+            return json_response(500, {"ok": False, "error_code": 500, "description": description})
         finally:
-            self.calls.append(ApiCall(method, _summarise(params), status, description, time.monotonic()))
+            self.calls.append(ApiCall(method, summarise(params), status, description, time.monotonic()))
 
     # -- methods: bot, updates, webhook --------------------------------------------------------------------------
 
@@ -1206,7 +859,7 @@ class TelegramEmulator:
         }
 
     def _set_allowed_updates(self, raw: object) -> None:
-        allowed = _to_json(raw, "allowed updates")
+        allowed = to_json(raw, "allowed updates")
         if allowed is None:
             return
         if not isinstance(allowed, list):
@@ -1220,9 +873,9 @@ class TelegramEmulator:
                 409, "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the "
                      "webhook first"
             )
-        offset = _to_int(params.get("offset"))
-        limit = min(max(_to_int(params.get("limit"), 100) or 100, 1), 100)
-        timeout = min(max(_to_float(params.get("timeout"), 0.0), 0.0), 3600.0)
+        offset = to_int(params.get("offset"))
+        limit = min(max(to_int(params.get("limit"), 100) or 100, 1), 100)
+        timeout = min(max(to_float(params.get("timeout"), 0.0), 0.0), 3600.0)
         self._set_allowed_updates(params.get("allowed_updates"))
         if offset:
             if offset > 0:
@@ -1235,6 +888,14 @@ class TelegramEmulator:
         self._notify()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        self._waiting_polls += 1
+        try:
+            return await self._long_poll(generation, limit, deadline)
+        finally:
+            self._waiting_polls -= 1
+
+    async def _long_poll(self, generation: int, limit: int, deadline: float) -> list[dict]:
+        loop = asyncio.get_running_loop()
         while True:
             changed = self._changed
             if self._closing:
@@ -1255,7 +916,7 @@ class TelegramEmulator:
                 await asyncio.wait_for(changed.wait(), remaining)
 
     async def _set_webhook(self, params: dict) -> tuple[bool, str]:
-        url = (_to_str(params.get("url")) or "").strip()
+        url = (to_str(params.get("url")) or "").strip()
         if not url:
             return await self._delete_webhook(params)
         parsed = urllib.parse.urlsplit(url)
@@ -1264,16 +925,16 @@ class TelegramEmulator:
         if not is_loopback_host(parsed.hostname):
             # Safety, not fidelity: the emulator never POSTs user data off this machine.
             raise ApiError(400, "Bad Request: bad webhook: the emulator only delivers to loopback addresses")
-        secret = _to_str(params.get("secret_token"))
+        secret = to_str(params.get("secret_token"))
         if secret is not None and not _SECRET_TOKEN.match(secret):
             raise ApiError(400, "Bad Request: secret token contains unallowed characters")
         self._set_allowed_updates(params.get("allowed_updates"))
-        if _to_bool(params.get("drop_pending_updates")):
+        if to_bool(params.get("drop_pending_updates")):
             self._pending.clear()
         self._webhook = {
             "url": url,
             "secret_token": secret,
-            "max_connections": _to_int(params.get("max_connections"), 40),
+            "max_connections": to_int(params.get("max_connections"), 40),
             "last_error_date": None,
             "last_error_message": None,
         }
@@ -1283,7 +944,7 @@ class TelegramEmulator:
         return True, "Webhook was set"
 
     async def _delete_webhook(self, params: dict) -> tuple[bool, str]:
-        if _to_bool(params.get("drop_pending_updates")):
+        if to_bool(params.get("drop_pending_updates")):
             self._pending.clear()
         if self._webhook is None:
             return True, "Webhook is already deleted"
@@ -1362,7 +1023,7 @@ class TelegramEmulator:
     # -- methods: commands ---------------------------------------------------------------------------------------
 
     async def _set_my_commands(self, params: dict) -> bool:
-        commands = _to_json(params.get("commands"), "commands")
+        commands = to_json(params.get("commands"), "commands")
         if not isinstance(commands, list):
             raise ApiError(400, "Bad Request: can't parse commands JSON object")
         if len(commands) > 100:
@@ -1378,16 +1039,16 @@ class TelegramEmulator:
             if not 1 <= len(description.strip()) <= 256:
                 raise ApiError(400, "Bad Request: BOT_COMMAND_DESCRIPTION_INVALID")
             cleaned.append({"command": name, "description": description})
-        key = (self._scope_key(_to_json(params.get("scope"), "scope")), _to_str(params.get("language_code")) or "")
+        key = (self._scope_key(to_json(params.get("scope"), "scope")), to_str(params.get("language_code")) or "")
         self._commands[key] = cleaned
         return True
 
     async def _get_my_commands(self, params: dict) -> list[dict]:
-        scope = _to_json(params.get("scope"), "scope")
-        return self.commands(scope, _to_str(params.get("language_code")) or "")
+        scope = to_json(params.get("scope"), "scope")
+        return self.commands(scope, to_str(params.get("language_code")) or "")
 
     async def _delete_my_commands(self, params: dict) -> bool:
-        key = (self._scope_key(_to_json(params.get("scope"), "scope")), _to_str(params.get("language_code")) or "")
+        key = (self._scope_key(to_json(params.get("scope"), "scope")), to_str(params.get("language_code")) or "")
         self._commands.pop(key, None)
         return True
 
@@ -1439,17 +1100,17 @@ class TelegramEmulator:
 
     @staticmethod
     def _link_preview_disabled(params: dict) -> bool:
-        options = _to_json(params.get("link_preview_options"), "link preview options")
-        if isinstance(options, dict) and _to_bool(options.get("is_disabled")):
+        options = to_json(params.get("link_preview_options"), "link preview options")
+        if isinstance(options, dict) and to_bool(options.get("is_disabled")):
             return True
-        return _to_bool(params.get("disable_web_page_preview"))
+        return to_bool(params.get("disable_web_page_preview"))
 
     async def _send_message(self, params: dict) -> dict:
-        raw_text = _to_str(params.get("text"))
-        parse_mode = _to_str(params.get("parse_mode")) or None
+        raw_text = to_str(params.get("text"))
+        parse_mode = to_str(params.get("parse_mode")) or None
         text, entities = self._formatted(raw_text, parse_mode)
         if not parse_mode and params.get("entities"):
-            entities = _to_json(params.get("entities"), "message entities") or []
+            entities = to_json(params.get("entities"), "message entities") or []
         markup = self._reply_markup(params)
         link_preview_disabled = self._link_preview_disabled(params)
         chat_id = self._target_chat(params)
@@ -1467,8 +1128,8 @@ class TelegramEmulator:
             entities=entities,
             reply_to_message_id=reply_to,
             link_preview_disabled=link_preview_disabled,
-            disable_notification=_to_bool(params.get("disable_notification")),
-            params=_summarise(params),
+            disable_notification=to_bool(params.get("disable_notification")),
+            params=summarise(params),
         )
         return self._record(chat_id, record)
 
@@ -1477,12 +1138,12 @@ class TelegramEmulator:
         if isinstance(photo, UploadedFile):
             if not photo.data:
                 raise ApiError(400, "Bad Request: file must be non-empty")
-        elif not _to_str(photo):
+        elif not to_str(photo):
             raise ApiError(400, "Bad Request: there is no photo in the request")
         else:
-            photo = _to_str(photo)
-        raw_caption = _to_str(params.get("caption"))
-        parse_mode = _to_str(params.get("parse_mode")) or None
+            photo = to_str(photo)
+        raw_caption = to_str(params.get("caption"))
+        parse_mode = to_str(params.get("parse_mode")) or None
         caption, entities = self._formatted(raw_caption, parse_mode, caption=True)
         markup = self._reply_markup(params)
         chat_id = self._target_chat(params)
@@ -1501,8 +1162,8 @@ class TelegramEmulator:
             raw_caption=raw_caption,
             entities=entities,
             reply_to_message_id=reply_to,
-            disable_notification=_to_bool(params.get("disable_notification")),
-            params=_summarise(params),
+            disable_notification=to_bool(params.get("disable_notification")),
+            params=summarise(params),
         )
         return self._record(chat_id, record)
 
@@ -1510,7 +1171,7 @@ class TelegramEmulator:
         if params.get("inline_message_id"):
             raise ApiError(400, "Bad Request: method not supported by emulator")
         chat_id = self._target_chat(params)
-        message_id = _to_int(params.get("message_id"))
+        message_id = to_int(params.get("message_id"))
         if not message_id:
             raise ApiError(400, "Bad Request: message identifier is not specified")
         record = self._records.get((chat_id, message_id))
@@ -1535,8 +1196,8 @@ class TelegramEmulator:
         return message
 
     async def _edit_message_text(self, params: dict) -> dict:
-        raw_text = _to_str(params.get("text"))
-        parse_mode = _to_str(params.get("parse_mode")) or None
+        raw_text = to_str(params.get("text"))
+        parse_mode = to_str(params.get("parse_mode")) or None
         text, entities = self._formatted(raw_text, parse_mode)
         # Telegram: an edit without reply_markup removes the inline keyboard.
         markup = self._reply_markup(params)
@@ -1561,7 +1222,7 @@ class TelegramEmulator:
 
     async def _delete_message(self, params: dict) -> bool:
         chat_id = self._target_chat(params)
-        key = (chat_id, _to_int(params.get("message_id")) or 0)
+        key = (chat_id, to_int(params.get("message_id")) or 0)
         record = self._records.get(key)
         if key not in self._messages or (record is not None and record.deleted):
             raise ApiError(400, "Bad Request: message to delete not found")
@@ -1572,11 +1233,11 @@ class TelegramEmulator:
         return True
 
     async def _answer_callback_query(self, params: dict) -> bool:
-        query_id = _to_str(params.get("callback_query_id")) or ""
+        query_id = to_str(params.get("callback_query_id")) or ""
         query = self._callback_queries.pop(query_id, None)
         if query is None:  # unknown, or answered already
             raise ApiError(400, _QUERY_INVALID)
-        text = _to_str(params.get("text"))
+        text = to_str(params.get("text"))
         if text is not None and len(text) > 200:
             raise ApiError(400, "Bad Request: MESSAGE_TOO_LONG")
         self.answered_callbacks.append(
@@ -1587,8 +1248,8 @@ class TelegramEmulator:
                 message_id=query["message_id"],
                 data=query["data"],
                 text=text,
-                show_alert=_to_bool(params.get("show_alert")),
-                url=_to_str(params.get("url")),
+                show_alert=to_bool(params.get("show_alert")),
+                url=to_str(params.get("url")),
                 at=time.monotonic(),
             )
         )
@@ -1597,7 +1258,7 @@ class TelegramEmulator:
 
     async def _send_chat_action(self, params: dict) -> bool:
         self._target_chat(params)
-        if not _to_str(params.get("action")):
+        if not to_str(params.get("action")):
             raise ApiError(400, "Bad Request: wrong parameter action in request")
         return True
 

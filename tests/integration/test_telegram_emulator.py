@@ -6,8 +6,11 @@ import asyncio
 import contextlib
 import datetime as dtm
 import html
+import re
+import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -149,7 +152,7 @@ async def test_get_updates_offsets_limits_and_long_polling(emulator: TelegramEmu
 async def test_a_second_poller_ends_the_first_with_conflict(emulator: TelegramEmulator, bot: Bot) -> None:
     # Two bot instances with one token (PTB keeps one getUpdates connection per Bot, so a second Bot is needed).
     first = asyncio.create_task(bot.get_updates(timeout=3))
-    await emulator.wait_until(lambda: emulator._poll_generation >= 1, 2.0, "the first poll")
+    await emulator.wait_until(lambda: emulator.polls_in_progress == 1, 2.0, "the first poll")
     async with Bot(TOKEN, base_url=emulator.api_url) as other:
         assert await other.get_updates(timeout=0) == ()
     with pytest.raises(Conflict, match="terminated by other getUpdates request"):
@@ -405,6 +408,39 @@ async def test_commands_photo_and_reply(emulator: TelegramEmulator, bot: Bot) ->
         await bot.send_message(user.id, "返信", reply_to_message_id=999)
 
 
+async def test_other_clients_may_send_json_or_query_parameters(emulator: TelegramEmulator) -> None:
+    user = emulator.add_user()
+    base = f"{emulator.url}/bot{TOKEN}"
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        sent = await client.post(f"{base}/SendMessage", json={
+            "chat_id": user.id, "text": "*太字* です\\!", "parse_mode": "MarkdownV2",
+            "reply_markup": {"inline_keyboard": [[{"text": "はい", "callback_data": "yes"}]]},
+        })
+        queried = await client.get(f"{base}/sendMessage", params={"chat_id": user.id, "text": "クエリ"})
+        unchanged = await client.post(f"{base}/editMessageText", data={
+            "chat_id": str(user.id), "message_id": str(queried.json()["result"]["message_id"]), "text": "クエリ"})
+    assert sent.status_code == 200
+    assert sent.json()["result"]["text"] == "太字 です!"
+    assert sent.json()["result"]["entities"] == [{"type": "bold", "offset": 0, "length": 2}]
+    assert sent.json()["result"]["reply_markup"]["inline_keyboard"][0][0]["callback_data"] == "yes"
+    assert queried.json()["ok"] is True
+    assert unchanged.status_code == 400
+    assert unchanged.json()["description"].startswith("Bad Request: message is not modified")
+
+
+async def test_group_privacy_mode_and_allowed_updates(emulator: TelegramEmulator, bot: Bot) -> None:
+    user = emulator.add_user()
+    assert emulator.send_group_text(-7001, user.id, "雑談です") is None  # privacy mode: the bot never sees it
+    command = emulator.send_group_text(-7001, user.id, "/start@otayori_sandbox_bot")
+    [update] = await bot.get_updates(allowed_updates=["message"])
+    assert update.update_id == command and update.effective_chat.type == "group"
+    assert emulator.block(user.id) is None  # my_chat_member is not among allowed_updates: not even queued
+    assert await bot.get_updates(offset=command + 1, allowed_updates=[]) == ()  # back to the default set
+    unblocked = emulator.unblock(user.id)
+    [change] = await bot.get_updates(offset=command + 1)
+    assert change.update_id == unblocked and change.my_chat_member.new_chat_member.status == "member"
+
+
 # -- control surface --------------------------------------------------------------------------------------------------
 
 
@@ -436,3 +472,25 @@ async def test_control_surface_drives_users_over_http(emulator: TelegramEmulator
         assert missing.status_code == 404
         timed_out = await control.post("/wait", json={"chat_id": 9001, "count": 5, "timeout": 0.1})
         assert timed_out.status_code == 408 and "got 1 of 5" in timed_out.json()["error"]
+
+
+async def test_runs_standalone_on_loopback() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bots.sandbox.telegram_api", "--token", TOKEN, "--port", "0",
+        cwd=Path(__file__).resolve().parents[2], stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), 10.0)).decode()
+        url = re.search(r"http://127\.0\.0\.1:\d+", line)
+        assert url, line
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            me = (await client.get(f"{url.group()}/bot{TOKEN}/getMe")).json()
+            unauthorized = await client.post(f"{url.group()}/bot123:nope/getMe")
+        assert me["ok"] and me["result"]["username"] == "otayori_sandbox_bot"
+        assert unauthorized.status_code == 401
+        assert unauthorized.json() == {"ok": False, "error_code": 401, "description": "Unauthorized"}
+    finally:
+        if process.returncode is None:
+            process.terminate()
+        assert await asyncio.wait_for(process.wait(), 10.0) == 0
