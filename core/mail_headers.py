@@ -549,7 +549,12 @@ class Verbatim:
     separator: str = " "
 
     def says(self, field: str) -> bool:
-        return field.replace("\r\n", "").partition(":")[2].lstrip(_WSP) == self.value
+        # The value must start on the field's own line: CPython may fold right after the colon, which parsers
+        # (CPython's included) then read back with a leading space.
+        head, _, body = field.partition(":")
+        if not body.startswith(" ") or body[1:2] in ("", "\r", "\n", " ", "\t"):
+            return False
+        return body.replace("\r\n", "").lstrip(_WSP) == self.value
 
     def encode(self) -> str:
         return fold_ascii(self.name, self.value, self.separator)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 from bots.app import Runtime, open_runtime, running_telegram
 from bots.sandbox.line_api import LineEmulator
 from bots.sandbox.server import LocalServer
+from bots.sandbox.smtp_sink import SmtpSink
 from bots.sandbox.telegram_api import TelegramEmulator
 from bots.web import create_app
 from core.settings import Settings
@@ -34,6 +36,7 @@ class Stack:
     telegram: TelegramEmulator
     line: LineEmulator
     web_url: str
+    smtp: SmtpSink
 
 
 def sandbox_settings(directory: Path, **overrides: Any) -> Settings:
@@ -53,6 +56,12 @@ def sandbox_settings(directory: Path, **overrides: Any) -> Settings:
         "telegram_bot_token": "7000000001:" + "A" * 35,
         "line_channel_secret": "sandbox-line-channel-secret",
         "line_channel_access_token": "sandbox-line-access-token",
+        # Email goes to a local SMTP sink (its port is filled in by running_stack); a clearly marked rehearsal sender.
+        "smtp_host": "127.0.0.1",
+        "smtp_security": "none",
+        "mail_from": "rehearsal@otayori.invalid",
+        "sender_postal_address": "【リハーサル】東京都千代田区千代田1-1(架空の住所)",
+        "sender_contact": "rehearsal@otayori.invalid",
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
@@ -66,26 +75,39 @@ async def running_stack(settings: Settings) -> AsyncIterator[Stack]:
     """
     telegram = TelegramEmulator(settings.telegram_bot_token or "")
     line = LineEmulator(settings.line_channel_access_token or "", settings.line_channel_secret or "")
+    smtp = SmtpSink()
     await telegram.start()
     await line.start()
+    _host, smtp_port = await smtp.start()
     try:
+        # The web app's port is known only once it listens; reserve one now so links in mails point at it.
+        web_port = free_loopback_port()
         settings = settings.model_copy(update={
             "telegram_api_url": telegram.api_url,
             "telegram_file_url": telegram.file_url,
             "line_api_url": line.url,
             "line_data_api_url": line.url,
+            "smtp_port": smtp_port if settings.smtp_host else None,
+            "public_url": f"http://127.0.0.1:{web_port}",
         })
         upgrade(settings.database_url)
         async with open_runtime(settings, telegram_updates=True) as runtime:
-            web = LocalServer(create_app(runtime))
+            web = LocalServer(create_app(runtime), port=web_port)
             web_url = await web.start()
             line.webhook_url = f"{web_url}/webhooks/line"
-            settings = settings.model_copy(update={"public_url": web_url})
             try:
                 async with running_telegram(runtime):
-                    yield Stack(settings, runtime, telegram, line, web_url)
+                    yield Stack(settings, runtime, telegram, line, web_url, smtp)
             finally:
                 await web.stop()
     finally:
+        await smtp.stop()
         await line.stop()
         await telegram.stop()
+
+
+def free_loopback_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (bound and released; used at once by the caller)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
