@@ -225,6 +225,11 @@ def consents_export(
         db = Database(settings.database_url)
         try:
             if out is None:
+                # The export is a record of consent: UTF-8 whatever the locale (a cp932 or C-locale stdout cannot
+                # encode every name and emoji, and would stop mid-file with a traceback).
+                reconfigure = getattr(sys.stdout, "reconfigure", None)
+                if reconfigure is not None:
+                    reconfigure(encoding="utf-8")
                 return await export_consents(db, sys.stdout, fmt)
             with out.open("w", encoding="utf-8", newline="") as handle:
                 return await export_consents(db, handle, fmt)
@@ -331,9 +336,34 @@ def deliveries_show(issue_id: int = typer.Argument(..., help="The issue id print
         console.print(f"{channel}: {count} × {reason}", markup=False, highlight=False)
 
 
+def _click_exceptions():  # type: ignore[no-untyped-def]
+    """Click's exception module: Typer >= 0.22 vendors Click as ``typer._click``, older Typer uses Click itself."""
+    try:
+        from typer._click import exceptions
+    except ImportError:  # pragma: no cover - depends on the installed Typer
+        from click import exceptions  # type: ignore[no-redef]
+    return exceptions
+
+
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point. Usage errors are one line (``error: …``) and exit 2, like every other error."""
+    exceptions = _click_exceptions()
+    try:
+        code = app(standalone_mode=False)
+    except exceptions.UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError" and exc.ctx is not None:
+            typer.echo(exc.ctx.get_help())  # a group without its subcommand: show what it offers
+            sys.exit(2)
+        where = f" (see: {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+        typer.echo(f"error: {' '.join(exc.format_message().split())}{where}", err=True)
+        sys.exit(2)
+    except exceptions.Abort:
+        typer.echo("error: aborted", err=True)
+        sys.exit(1)
+    except exceptions.ClickException as exc:
+        typer.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
