@@ -14,11 +14,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from linebot.v3.messaging import AsyncApiClient, AsyncMessagingApi, Configuration
+from typing import TYPE_CHECKING
+
 from telegram import Bot
 from telegram.ext import Application
 
-from bots.line import LineSender, LineWebhook
 from bots.telegram import TelegramBot, TelegramSender
 from core.channels import ChannelSender
 from core.double_opt_in import EmailSubscriptions
@@ -27,6 +27,11 @@ from core.dispatcher import Dispatcher, DispatchPolicy
 from core.settings import Settings
 from core.subscriptions import SubscriptionService
 from storage.database import Database
+
+if TYPE_CHECKING:  # the LINE SDK takes seconds to import: only when LINE is on
+    from linebot.v3.messaging import AsyncApiClient, AsyncMessagingApi
+
+    from bots.line import LineWebhook
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +105,10 @@ async def open_runtime(settings: Settings, *, telegram_updates: bool = False) ->
                                            base_file_url=settings.telegram_file_url)
             runtime.senders["telegram"] = TelegramSender(runtime.telegram_bot, settings.telegram_rate_per_second)
         if settings.line_enabled:
+            from linebot.v3.messaging import AsyncApiClient, AsyncMessagingApi, Configuration
+
+            from bots.line import LineSender, LineWebhook
+
             line_client = AsyncApiClient(
                 Configuration(host=settings.line_api_url, access_token=settings.line_channel_access_token)
             )

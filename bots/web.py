@@ -19,7 +19,6 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from bots.line import WebhookRejected
 from bots.pages import page_routes
 
 if TYPE_CHECKING:
@@ -47,6 +46,8 @@ def create_app(runtime: Runtime) -> Starlette:
     async def line_webhook(request: Request) -> Response:
         if runtime.line_webhook is None:
             return PlainTextResponse("LINE is not configured", status_code=404)
+        from bots.line import WebhookRejected  # imported once LINE is on (the SDK is slow to import)
+
         body = await request.body()
         try:
             new_keys = await runtime.line_webhook.receive(body, request.headers.get("x-line-signature"))
