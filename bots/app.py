@@ -64,6 +64,13 @@ class Runtime:
         """A dispatcher over this runtime's senders."""
         return Dispatcher(self.db, self.senders, self.subscriptions, policy=policy)
 
+    async def line_quota_remaining(self) -> int | None:
+        """LINE messages left this month, or None (no LINE, no limit, or unreadable)."""
+        sender = self.senders.get("line")
+        if sender is None:
+            return None
+        return await sender.quota_remaining()  # type: ignore[attr-defined]
+
     async def process_line_events(self, keys: list[str]) -> None:
         """Process stored LINE events (called after the webhook answered 200)."""
         if self.line_webhook is not None:

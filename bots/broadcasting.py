@@ -11,10 +11,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from bots.app import Runtime, open_runtime
-from core.broadcast import IssueDraft, create_issue, enqueue, recipient_counts
-from core.dispatcher import DispatchSummary
+from core import render, texts
+from core.broadcast import IssueDraft, create_issue, defer_over_quota, enqueue, recipient_counts
+from core.dispatcher import ChannelNotice, DispatchSummary
 from core.reports import DeliveryReport, delivery_report
 from core.settings import Settings
+
+
+def messages_per_line_recipient(draft: IssueDraft) -> int:
+    """How much LINE quota one recipient costs: one per request (a request of up to 5 message objects counts once
+    per recipient); an issue over 5 parts of 5,000 UTF-16 code units needs more requests (reference/line.md)."""
+    parts = len(render.issue_parts("line", draft.title, draft.body_md, texts.text("issue_footer", "ja")))
+    return -(-parts // render.LINE_MESSAGES_PER_REQUEST)
 
 
 @dataclass
@@ -28,28 +36,38 @@ class BroadcastResult:
 
 
 async def broadcast_with(
-    runtime: Runtime, draft: IssueDraft, *, confirm: Callable[[dict[str, int]], bool] | None = None,
+    runtime: Runtime, draft: IssueDraft, *, confirm: Callable[[dict[str, int], int | None], bool] | None = None,
     created_by: str = "cli",
 ) -> BroadcastResult | None:
-    """Preview recipients per enabled channel, ask ``confirm`` (None = yes), then create, enqueue and dispatch.
+    """Preview recipients per enabled channel and the LINE quota left, ask ``confirm(counts, line_quota)`` (None =
+    yes), then create, enqueue and dispatch. LINE recipients beyond the quota are deferred, not failed.
 
     Returns None when ``confirm`` said no (nothing stored).
     """
     channels = runtime.enabled_channels()
     counts = await recipient_counts(runtime.db, channels)
-    if confirm is not None and not confirm(counts):
+    line_quota = await runtime.line_quota_remaining()
+    if confirm is not None and not confirm(counts, line_quota):
         return None
     issue = await create_issue(runtime.db, draft, created_by=created_by)
     assert issue.id is not None
     enqueued = await enqueue(runtime.db, issue.id, channels)
+    deferred = 0
+    if line_quota is not None and enqueued.get("line", 0) * messages_per_line_recipient(draft) > line_quota:
+        # Over LINE's monthly quota: defer the excess now (resumable), never send requests that must fail.
+        allowed = line_quota // messages_per_line_recipient(draft)
+        deferred = await defer_over_quota(runtime.db, issue.id, "line", allowed,
+                                          "over the LINE monthly message quota")
     summary = await runtime.dispatcher().dispatch(issue.id)
     report = await delivery_report(runtime.db, issue.id)
     assert report is not None
+    if deferred:
+        summary.notices.append(ChannelNotice("line", issue.id, "over the LINE monthly message quota", deferred))
     return BroadcastResult(issue.id, enqueued, report, summary)
 
 
 async def broadcast_issue(
-    settings: Settings, draft: IssueDraft, *, confirm: Callable[[dict[str, int]], bool] | None = None,
+    settings: Settings, draft: IssueDraft, *, confirm: Callable[[dict[str, int], int | None], bool] | None = None,
     out: Any = None,
 ) -> BroadcastResult | None:
     """:func:`broadcast_with` on a fresh runtime for ``settings``; prints a short result to ``out`` (a rich Console)."""

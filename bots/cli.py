@@ -189,10 +189,15 @@ def broadcast(
     migrate_or_exit(settings)
     from bots.broadcasting import broadcast_issue
 
-    def confirm(counts: dict[str, int]) -> bool:
-        table = Table("channel", "recipients", title=f"「{draft.title}」")
+    def confirm(counts: dict[str, int], line_quota: int | None) -> bool:
+        table = Table("channel", "recipients", "note", title=f"「{draft.title}」")
         for channel, count in counts.items():
-            table.add_row(channel, str(count))
+            note = ""
+            if channel == "line" and line_quota is not None:
+                note = f"LINE quota left this month: {line_quota}"
+                if count > line_quota:
+                    note += f" — {count - line_quota} will be deferred"
+            table.add_row(channel, str(count), note)
         console.print(table)
         if yes:
             return True
@@ -334,6 +339,56 @@ def deliveries_show(issue_id: int = typer.Argument(..., help="The issue id print
     console.print(table)
     for (channel, reason), count in sorted(report.failure_reasons.items()):
         console.print(f"{channel}: {count} × {reason}", markup=False, highlight=False)
+
+
+def _requeue_and_send(issue_id: int, status: str, channel: str | None) -> None:
+    """Re-queue an issue's deferred/uncertain deliveries and send them now; prints counts."""
+    from bots.app import open_runtime
+    from core.broadcast import requeue
+    from core.reports import delivery_report
+    from storage.models import DeliveryStatus
+
+    settings = settings_or_exit()
+    try:
+        settings.check_for_serving()
+    except ConfigError as exc:
+        fail(str(exc), 2)
+    migrate_or_exit(settings)
+
+    async def work():  # type: ignore[no-untyped-def]
+        async with open_runtime(settings) as runtime:
+            count = await requeue(runtime.db, issue_id, DeliveryStatus(status), channel=channel)
+            if count:
+                await runtime.dispatcher().dispatch(issue_id)
+            return count, await delivery_report(runtime.db, issue_id)
+
+    try:
+        count, report = run_async(work)
+    except LookupError as exc:
+        fail(str(exc), 1)
+    console.print(f"{count} {status} deliveries re-queued", markup=False, highlight=False)
+    if report is not None:
+        console.print(", ".join(f"{k} {v}" for k, v in sorted(report.by_status().items())), markup=False,
+                      highlight=False)
+
+
+@deliveries_app.command("resume")
+def deliveries_resume(
+    issue_id: int = typer.Argument(..., help="The issue id."),
+    channel: str | None = typer.Option(None, "--channel", help="Only this channel (line, telegram, email)."),
+) -> None:
+    """Send an issue's deferred deliveries (e.g. after the LINE plan or month changed, or the relay is back)."""
+    _requeue_and_send(issue_id, "deferred", channel)
+
+
+@deliveries_app.command("retry-uncertain")
+def deliveries_retry_uncertain(
+    issue_id: int = typer.Argument(..., help="The issue id."),
+    channel: str | None = typer.Option(None, "--channel", help="Only this channel (telegram, email)."),
+) -> None:
+    """Re-send deliveries that were in flight at a crash (Telegram/email cannot tell whether they arrived):
+    only when the author asks, because some readers may get the issue twice."""
+    _requeue_and_send(issue_id, "uncertain", channel)
 
 
 def _click_exceptions():  # type: ignore[no-untyped-def]

@@ -139,3 +139,57 @@ async def finish_if_done(db: Database, issue_id: int) -> bool:
             .values(status=IssueStatus.SENT.value, finished_at=utcnow())
         )
         return True
+
+
+async def requeue(db: Database, issue_id: int, from_status: DeliveryStatus, *, channel: str | None = None) -> int:
+    """Put an issue's ``deferred`` (``deliveries resume``) or ``uncertain`` (``deliveries retry-uncertain``)
+    deliveries back to ``pending``; returns how many. The issue goes back to ``sending``.
+
+    Consent is re-checked at the next attempt as always, so a person who withdrew meanwhile is skipped. A retried
+    uncertain delivery is a new send the author asked for: its LINE retry key is dropped (a fresh request).
+    Raises ``ValueError`` for any other status and ``LookupError`` for an unknown issue.
+    """
+    if from_status not in (DeliveryStatus.DEFERRED, DeliveryStatus.UNCERTAIN):
+        raise ValueError("only deferred or uncertain deliveries can be re-queued")
+    now = utcnow()
+    async with db.write() as session:
+        issue = await session.get(Issue, issue_id)
+        if issue is None:
+            raise LookupError(f"no issue {issue_id}")
+        statement = (
+            update(Delivery)
+            .where(Delivery.issue_id == issue_id, Delivery.status == from_status.value)
+            .values(status=DeliveryStatus.PENDING.value, next_attempt_at=None, retry_key=None, attempted_at=None,
+                    claimed_by=None, lease_expires_at=None, updated_at=now,
+                    reason=f"re-queued from {from_status.value}")
+        )
+        if channel is not None:
+            statement = statement.where(Delivery.channel == channel)
+        result = await session.exec(statement)  # type: ignore[call-overload]
+        count = int(result.rowcount or 0)
+        if count and issue.status != IssueStatus.SENDING.value:
+            issue.status = IssueStatus.SENDING.value
+            issue.finished_at = None
+            session.add(issue)
+    return count
+
+
+async def defer_over_quota(db: Database, issue_id: int, channel: str, allowed: int, reason: str) -> int:
+    """Defer the issue's pending deliveries on ``channel`` beyond the first ``allowed`` (in id order): over a
+    platform's monthly quota they would fail anyway (LINE 429 "monthly limit"; reference/line.md). Returns how many
+    were deferred; they resume with ``otayori deliveries resume`` once the plan or the month changes."""
+    async with db.write() as session:
+        keep = (
+            select(Delivery.id)
+            .where(Delivery.issue_id == issue_id, Delivery.channel == channel,
+                   Delivery.status == DeliveryStatus.PENDING.value)
+            .order_by(Delivery.id)
+            .limit(max(allowed, 0))
+        )
+        result = await session.exec(  # type: ignore[call-overload]
+            update(Delivery)
+            .where(Delivery.issue_id == issue_id, Delivery.channel == channel,
+                   Delivery.status == DeliveryStatus.PENDING.value, Delivery.id.not_in(keep.scalar_subquery()))  # type: ignore[union-attr]
+            .values(status=DeliveryStatus.DEFERRED.value, reason=reason, updated_at=utcnow())
+        )
+        return int(result.rowcount or 0)

@@ -21,6 +21,7 @@ become ``uncertain`` (those platforms cannot deduplicate).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -30,7 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core import render, texts
@@ -39,7 +40,7 @@ from core.channels import ChannelSender, OutboundMessage, Outcome, OutcomeKind, 
 from core.eligibility import consented_clause
 from core.subscriptions import SubscriptionService
 from storage.database import Database
-from storage.models import Delivery, DeliveryStatus, Endpoint, EndpointState, Issue
+from storage.models import ChannelLease, Delivery, DeliveryStatus, Endpoint, EndpointState, Issue
 from storage.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,9 @@ class ChannelNotice:
 class DispatchPolicy:
     """Retry policy. ``lease``: how long a claim holds (seconds); ``max_attempts``: attempts before ``failed``;
     ``max_age``: a delivery older than this (seconds since its first attempt) is not retried; ``claim_size``:
-    deliveries claimed per round; ``backoff_base``: seconds of the first retry wait (doubles per attempt)."""
+    deliveries claimed per round; ``backoff_base``: seconds of the first retry wait (doubles per attempt);
+    ``concurrency``: requests in flight per channel; ``channel_lease``: seconds a dispatcher holds a channel without
+    renewing it (renewed every quarter of it)."""
 
     lease: float = 300.0
     max_attempts: int = 5
@@ -71,6 +74,7 @@ class DispatchPolicy:
     backoff_base: float = 1.0
     backoff_max: float = 300.0
     concurrency: int = 8
+    channel_lease: float = 60.0
 
 
 @dataclass
@@ -168,31 +172,91 @@ class Dispatcher:
     ) -> None:
         sender = self.senders[channel]
         stopped: set[int] = set()  # issues whose channel hit a channel-wide stop in this run
+        heartbeat: asyncio.Task[None] | None = None
+        try:
+            while True:
+                if heartbeat is None or heartbeat.done():
+                    if not await self.acquire_channel(channel):
+                        # Another dispatcher sends on this channel (limits hold across processes): it will send
+                        # these rows too; wait for it, or for its lease to run out after a crash.
+                        if not wait_for_retries or await self._seconds_until_next_due(channel, issue_id) is None:
+                            return
+                        await asyncio.sleep(1.0)
+                        continue
+                    heartbeat = asyncio.create_task(self._keep_channel(channel))
+                if not await self._round(channel, sender, issue_id, summary, stopped, wait_for_retries):
+                    return
+        finally:
+            if heartbeat is not None:
+                heartbeat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await heartbeat
+                await self.release_channel(channel)
+
+    async def _round(
+        self, channel: str, sender: ChannelSender, issue_id: int | None, summary: DispatchSummary,
+        stopped: set[int], wait_for_retries: bool,
+    ) -> bool:
+        """One claim-and-send round; False when the loop should end."""
+        claimed = await self._claim(channel, issue_id, self.policy.claim_size)
+        claimed = [row for row in claimed if row.issue_id not in stopped]
+        if not claimed:
+            if not wait_for_retries:
+                return False
+            wait = await self._seconds_until_next_due(channel, issue_id)
+            if wait is None:
+                return False
+            await asyncio.sleep(min(max(wait, 0.05), 5.0))
+            return True
+        requests = self._group(sender, claimed)
+        semaphore = asyncio.Semaphore(self.policy.concurrency)
+
+        async def run(group: list[Delivery]) -> None:
+            async with semaphore:
+                if group[0].issue_id in stopped:
+                    await self._release(group)
+                    return
+                notice = await self._attempt(sender, group, summary)
+                if notice is not None:
+                    stopped.add(notice.issue_id)
+                    summary.notices.append(notice)
+
+        await asyncio.gather(*(run(group) for group in requests))
+        return True
+
+    # ---- the per-channel lease ------------------------------------------------------------------------------------
+
+    async def acquire_channel(self, channel: str) -> bool:
+        """Take (or renew) the channel's lease row for ``channel_lease`` seconds; False when another live dispatcher
+        holds it. Only one dispatcher sends on a channel at a time, so rate limits hold across processes."""
+        now = self.clock()
+        expires = now + timedelta(seconds=self.policy.channel_lease)
+        async with self.db.write() as session:
+            lease = await session.get(ChannelLease, channel)
+            if lease is None:
+                session.add(ChannelLease(channel=channel, owner=self.owner, expires_at=expires))
+                return True
+            if lease.owner != self.owner and lease.expires_at > now:
+                return False
+            lease.owner = self.owner
+            lease.expires_at = expires
+            session.add(lease)
+            return True
+
+    async def release_channel(self, channel: str) -> None:
+        """Give the channel's lease back (only if we hold it)."""
+        async with self.db.write() as session:
+            await session.exec(  # type: ignore[call-overload]
+                delete(ChannelLease).where(ChannelLease.channel == channel, ChannelLease.owner == self.owner)
+            )
+
+    async def _keep_channel(self, channel: str) -> None:
+        """Renew the channel lease every quarter of its length while this dispatcher sends."""
         while True:
-            claimed = await self._claim(channel, issue_id, self.policy.claim_size)
-            claimed = [row for row in claimed if row.issue_id not in stopped]
-            if not claimed:
-                if not wait_for_retries:
-                    return
-                wait = await self._seconds_until_next_due(channel, issue_id)
-                if wait is None:
-                    return
-                await asyncio.sleep(min(max(wait, 0.05), 5.0))
-                continue
-            requests = self._group(sender, claimed)
-            semaphore = asyncio.Semaphore(self.policy.concurrency)
-
-            async def run(group: list[Delivery]) -> None:
-                async with semaphore:
-                    if group[0].issue_id in stopped:
-                        await self._release(group)
-                        return
-                    notice = await self._attempt(sender, group, summary)
-                    if notice is not None:
-                        stopped.add(notice.issue_id)
-                        summary.notices.append(notice)
-
-            await asyncio.gather(*(run(group) for group in requests))
+            await asyncio.sleep(self.policy.channel_lease / 4)
+            if not await self.acquire_channel(channel):
+                log.error("lost the %s channel lease to another dispatcher", channel)
+                return
 
     def _group(self, sender: ChannelSender, rows: list[Delivery]) -> list[list[Delivery]]:
         """Rows -> requests: rows sharing a retry key form their original request again; the rest are chunked."""
@@ -252,6 +316,7 @@ class Dispatcher:
             )
 
     async def _seconds_until_next_due(self, channel: str, issue_id: int | None) -> float | None:
+        """Seconds until the earliest pending row of ``channel`` is due (0 when one is due now); None when none."""
         async with self.db.read() as session:
             query = select(func.min(Delivery.next_attempt_at), func.count()).where(
                 Delivery.channel == channel, Delivery.status == DeliveryStatus.PENDING.value
@@ -263,15 +328,7 @@ class Dispatcher:
             return None
         if earliest is None:
             return 0.0
-        from storage.types import UTCDateTime  # noqa: F401  (values come back aware from the column type)
-
-        if isinstance(earliest, str):  # aggregate results bypass the column type on SQLite
-            earliest = datetime.fromisoformat(earliest)
-        if earliest.tzinfo is None:
-            from datetime import UTC
-
-            earliest = earliest.replace(tzinfo=UTC)
-        return (earliest - self.clock()).total_seconds()
+        return (earliest - self.clock()).total_seconds()  # min() keeps the column type: aware UTC
 
     async def _open_issue_ids(self, issue_id: int | None) -> list[int]:
         if issue_id is not None:

@@ -35,7 +35,7 @@ def mails_to(stack, address):
 
 def confirmation_parts(message) -> tuple[str, str]:
     text = message.parsed().get_body(("plain",)).get_content()
-    code = re.search(r"(?<!\d)(\d{6})(?!\d)", text).group(1)
+    code = re.search(r"確認コード:\s*(\d{6})(?!\d)", text).group(1)  # the link above may hold 6 digits too
     url = re.search(r"https?://\S+/email/confirm/[A-Za-z0-9._-]+", text).group(0)
     return code, url
 

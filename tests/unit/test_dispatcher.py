@@ -132,3 +132,43 @@ async def test_channel_wide_stop_defers_the_rest(db, settings, clock):
     assert set((await statuses(db, issue.id)).values()) == {"deferred"}
     assert summary.notices and summary.notices[0].deferred == 3
     assert len(sender.requests) == 1
+
+
+async def test_only_one_dispatcher_holds_a_channel(db, settings, clock):
+    service = SubscriptionService(db, settings, clock)
+    first = Dispatcher(db, {}, service, clock=clock, owner="a")
+    second = Dispatcher(db, {}, service, clock=clock, owner="b")
+    assert await first.acquire_channel("telegram")
+    assert not await second.acquire_channel("telegram")
+    assert await first.acquire_channel("telegram")  # renewing is fine
+    clock.advance(first.policy.channel_lease + 1)  # the holder crashed: its lease runs out
+    assert await second.acquire_channel("telegram")
+    await second.release_channel("telegram")
+    assert await first.acquire_channel("telegram")
+
+
+async def test_resume_and_retry_uncertain_requeue(db, settings, clock):
+    from core.broadcast import requeue
+    from storage.models import DeliveryStatus
+
+    service = SubscriptionService(db, settings, clock)
+    for index in range(3):
+        await subscribe(service, "line", f"U{index:032x}")
+    issue = await create_issue(db, DRAFT)
+    await enqueue(db, issue.id, ["line"])
+
+    class Quota(FakeSender):
+        async def send(self, message):
+            self.requests.append(message)
+            return SendResult(Outcome(OutcomeKind.CHANNEL_WIDE, "LINE monthly message limit reached"))
+
+    await Dispatcher(db, {"line": Quota("line", 500)}, service, clock=clock).dispatch(issue.id)
+    assert set((await statuses(db, issue.id)).values()) == {"deferred"}
+    await service.handle_text(ChatContext(channel="line", address=f"U{0:032x}"), "解除")
+    assert await requeue(db, issue.id, DeliveryStatus.DEFERRED) == 3
+    ok = FakeSender("line", 500)
+    await Dispatcher(db, {"line": ok}, service, clock=clock).dispatch(issue.id)
+    got = await statuses(db, issue.id)
+    assert got[f"U{0:032x}"] == "skipped"  # withdrew while deferred: never sent
+    assert sorted(got.values()) == ["sent", "sent", "skipped"]
+    assert len(ok.requests) == 1 and len(ok.requests[0].recipients) == 2
