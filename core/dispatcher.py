@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core import render, texts
@@ -138,13 +139,14 @@ class Dispatcher:
         now = self.clock()
         counts: dict[str, int] = defaultdict(int)
         async with self.db.write() as session:
-            rows = (
-                await session.exec(
-                    select(Delivery).where(
-                        Delivery.status == DeliveryStatus.SENDING.value, Delivery.lease_expires_at < now  # type: ignore[operator]
-                    )
-                )
-            ).scalars().all()
+            expired = select(Delivery).where(
+                Delivery.status == DeliveryStatus.SENDING.value, Delivery.lease_expires_at < now  # type: ignore[operator]
+            )
+            if self.db.is_postgresql:
+                # Lock what we change: another dispatcher recovering (and re-claiming) the same rows right now must
+                # not have its result overwritten with what we read before it committed (a lost update).
+                expired = expired.with_for_update(skip_locked=True)
+            rows = (await session.exec(expired)).scalars().all()
             for row in rows:
                 if row.attempted_at is None:
                     row.status = DeliveryStatus.PENDING.value
@@ -231,17 +233,19 @@ class Dispatcher:
         holds it. Only one dispatcher sends on a channel at a time, so rate limits hold across processes."""
         now = self.clock()
         expires = now + timedelta(seconds=self.policy.channel_lease)
+        # One atomic upsert, not read-then-write: on PostgreSQL two dispatchers reading "no lease" (or "expired") at
+        # once would both take the channel, or one would fail on the primary key. ON CONFLICT locks the row, and the
+        # WHERE re-evaluates on the latest version (https://www.postgresql.org/docs/current/sql-insert.html).
+        insert = postgresql.insert if self.db.is_postgresql else sqlite.insert
+        statement = insert(ChannelLease).values(channel=channel, owner=self.owner, expires_at=expires)
+        statement = statement.on_conflict_do_update(
+            index_elements=["channel"],
+            set_={"owner": statement.excluded.owner, "expires_at": statement.excluded.expires_at},
+            where=(ChannelLease.owner == self.owner) | (ChannelLease.expires_at <= now),  # type: ignore[arg-type,operator]
+        ).returning(ChannelLease.owner)
         async with self.db.write() as session:
-            lease = await session.get(ChannelLease, channel)
-            if lease is None:
-                session.add(ChannelLease(channel=channel, owner=self.owner, expires_at=expires))
-                return True
-            if lease.owner != self.owner and lease.expires_at > now:
-                return False
-            lease.owner = self.owner
-            lease.expires_at = expires
-            session.add(lease)
-            return True
+            taken = (await session.exec(statement)).first()  # type: ignore[call-overload]
+        return taken is not None
 
     async def release_channel(self, channel: str) -> None:
         """Give the channel's lease back (only if we hold it)."""
@@ -348,7 +352,12 @@ class Dispatcher:
         endpoints: dict[int, Endpoint] = {}
         async with self.db.write() as session:
             ids = [row.id for row in group]
-            rows = list((await session.exec(select(Delivery).where(Delivery.id.in_(ids)))).scalars().all())  # type: ignore[union-attr]
+            mine = select(Delivery).where(Delivery.id.in_(ids)).order_by(Delivery.id)  # type: ignore[union-attr,arg-type]
+            if self.db.is_postgresql:
+                # Read the rows' latest committed state and hold it until the attempt mark commits, so a recovery
+                # after our lease ran out cannot slip in between the ownership check and the mark.
+                mine = mine.with_for_update()
+            rows = list((await session.exec(mine)).scalars().all())
             endpoint_ids = [row.endpoint_id for row in rows]
             eligible = set(
                 (
