@@ -42,7 +42,7 @@ from linebot.v3.webhooks import (
 )
 
 from core.channels import OutboundMessage, Outcome, OutcomeKind, SendResult
-from core.inbound import finish_processing, store_raw
+from core.inbound import RawEventStore, finish_processing
 from core.subscriptions import ChatContext, Reply, SubscriptionService
 from storage.database import Database
 
@@ -54,6 +54,12 @@ MONTHLY_LIMIT_TEXT = "monthly limit"
 ALREADY_ACCEPTED_STATUS = 409
 #: Inline retries of one multicast on 5xx/timeout/rate 429, with the same retry key (seconds to wait before each).
 RETRY_WAITS = (0.5, 1.0, 2.0, 4.0)
+#: Seconds one multicast may take; a timeout is a temporary failure retried with the same key (reference/line.md).
+MULTICAST_TIMEOUT = 30.0
+#: Webhook requests whose events are processed at the same time. Unbounded, a burst of 400 webhooks starts 400
+#: background tasks that fight the answers still being stored for the one SQLite writer and for the connection pool
+#: (whose checkout times out after 30 s); a few keep replies overlapping while acknowledgements stay fast.
+PROCESSING_CONCURRENCY = 4
 
 
 class WebhookRejected(Exception):
@@ -87,6 +93,8 @@ class LineWebhook:
 
     def __post_init__(self) -> None:
         self.parser = WebhookParser(self.channel_secret)
+        self.raw_events = RawEventStore(self.db, CHANNEL)
+        self._processing = asyncio.Semaphore(PROCESSING_CONCURRENCY)
 
     async def receive(self, body: bytes, signature: str | None) -> list[str]:
         """Verify and store a webhook request; return the ``webhookEventId`` s that are new (to be processed).
@@ -116,24 +124,28 @@ class LineWebhook:
             if not key:
                 continue  # an event without an id cannot be deduplicated; LINE always sends one
             stored.append((str(key), json.dumps(raw, ensure_ascii=False)))
-        return await store_raw(self.db, CHANNEL, stored)
+        return await self.raw_events.store(stored)
 
     async def process_stored(self, keys: list[str]) -> None:
-        """Process stored events by key, in order; a failure of one event is logged and does not stop the rest."""
+        """Process stored events by key, in order; a failure of one event is logged and does not stop the rest.
+
+        At most :data:`PROCESSING_CONCURRENCY` calls run at once; the others wait their turn.
+        """
         from core.inbound import unprocessed
 
-        rows = await unprocessed(self.db, CHANNEL, limit=len(keys), keys=keys)
-        pending = {row.event_key: row for row in rows}
-        for key in keys:
-            row = pending.get(key)
-            if row is None:
-                continue
-            try:
-                await self.process_event(json.loads(row.payload))
-            except Exception as exc:  # a worker never dies on one bad event
-                log.exception("LINE event %s failed", key)
-                async with self.db.write() as session:
-                    await finish_processing(session, CHANNEL, key, error=f"{type(exc).__name__}: {exc}")
+        async with self._processing:
+            rows = await unprocessed(self.db, CHANNEL, limit=len(keys), keys=keys)
+            pending = {row.event_key: row for row in rows}
+            for key in keys:
+                row = pending.get(key)
+                if row is None:
+                    continue
+                try:
+                    await self.process_event(json.loads(row.payload))
+                except Exception as exc:  # a worker never dies on one bad event
+                    log.exception("LINE event %s failed", key)
+                    async with self.db.write() as session:
+                        await finish_processing(session, CHANNEL, key, error=f"{type(exc).__name__}: {exc}")
 
     async def recover(self) -> int:
         """Process events stored but not processed before a crash; returns how many were found."""
@@ -161,7 +173,9 @@ class LineWebhook:
             evidence={"webhookEventId": key, **({"message_id": event.message.id} if isinstance(event, MessageEvent) else {})},
         )
         standby = str(getattr(event, "mode", "active")).lower().endswith("standby")
-        if standby:
+        # In standby another channel answers the chat: we send nothing (reference/line.md "Webhooks"). A block is
+        # still a fact about this account, and it sends nothing, so an unfollow is acted on in either mode.
+        if standby and not isinstance(event, UnfollowEvent):
             async with self.db.write() as session:
                 await finish_processing(session, CHANNEL, key, error="standby mode: not ours to answer")
             return
@@ -204,16 +218,32 @@ class LineSender:
     """Multicasts issues to LINE users (<= 500 per request, <= 5 messages per request) under a request-rate limit.
 
     See :mod:`core.channels` for the contract. ``rate_per_second``: multicast requests/s (LINE allows 200/s; the
-    default 150 keeps a margin: reference/line.md "Sending").
+    default 150 keeps a margin: reference/line.md "Sending"). ``request_timeout``: seconds one multicast may take
+    before it counts as a timeout and is repeated with the same retry key (the SDK's own default is 5 minutes).
     """
 
     channel = CHANNEL
     max_recipients = 500
 
-    def __init__(self, api: AsyncMessagingApi, rate_per_second: float, retry_waits: tuple[float, ...] = RETRY_WAITS) -> None:
+    def __init__(self, api: AsyncMessagingApi, rate_per_second: float, retry_waits: tuple[float, ...] = RETRY_WAITS,
+                 request_timeout: float = MULTICAST_TIMEOUT) -> None:
         self.api = api
         self.limiter = AsyncLimiter(rate_per_second, 1.0)
         self.retry_waits = retry_waits
+        self.request_timeout = request_timeout
+
+    async def quota_remaining(self) -> int | None:
+        """Messages left this month: ``GET /v2/bot/message/quota`` minus ``/quota/consumption`` (approximate, as LINE
+        says), or None when the plan has no limit or the quota cannot be read (reference/line.md "Sending")."""
+        try:
+            quota = await self.api.get_message_quota()
+            if str(getattr(quota.type, "value", quota.type)) != "limited" or quota.value is None:
+                return None
+            used = await self.api.get_message_quota_consumption()
+        except (ApiException, OSError, TimeoutError) as exc:
+            log.warning("LINE quota could not be read: %s", type(exc).__name__)
+            return None
+        return max(int(quota.value) - int(used.total_usage or 0), 0)
 
     async def send(self, message: OutboundMessage) -> SendResult:
         """Multicast every part to the recipients; parts beyond 5 go in further requests whose retry keys derive from
@@ -236,7 +266,7 @@ class LineSender:
                 await asyncio.sleep(wait)
             async with self.limiter:
                 try:
-                    await self.api.multicast(request, x_line_retry_key=retry_key)
+                    await self.api.multicast(request, x_line_retry_key=retry_key, _request_timeout=self.request_timeout)
                     return Outcome.sent()
                 except ApiException as exc:
                     body = exc.body or ""

@@ -7,8 +7,11 @@ grammar (core.commands). Facts: reference/telegram.md (limits, errors, PTB v22 e
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
+import re
+import time
 from typing import Any
 
 from aiolimiter import AsyncLimiter
@@ -161,52 +164,118 @@ class TelegramSender:
     """Sends issues to Telegram chats, one message per request, under an overall rate limit.
 
     See :mod:`core.channels` for the contract. ``rate_per_second``: messages/s over all chats (Telegram allows about
-    30/s to different chats; the default 25 keeps a margin: reference/telegram.md "Limits").
+    30/s to different chats; the default 25 keeps a margin: reference/telegram.md "Limits"). ``per_chat_interval``:
+    seconds between two parts of one issue in the same chat (Telegram allows about 1 message/s per chat), counted from
+    the previous part's answer and waited without taking capacity from the overall limiter.
+
+    A 429 ``retry_after`` pauses every send of this sender for that many seconds (Telegram's answer does not say
+    which limit was hit; PTB's ``AIORateLimiter`` pauses everything the same way), so requests that were about to
+    start do not run into the same penalty.
     """
 
     channel = CHANNEL
     max_recipients = 1
+    #: Inline resends of a part refused with 429 after earlier parts of the issue were sent (a delivery-level retry
+    #: would resend those earlier parts: Telegram cannot deduplicate).
+    MID_ISSUE_RETRIES = 3
 
-    def __init__(self, bot: Any, rate_per_second: float) -> None:
+    def __init__(self, bot: Any, rate_per_second: float, per_chat_interval: float = 1.0) -> None:
         self.bot = bot
         self.limiter = AsyncLimiter(rate_per_second, 1.0)
+        self.per_chat_interval = per_chat_interval
+        self._paused_until = 0.0  # time.monotonic() before which no request starts (after a 429)
 
     async def send(self, message: OutboundMessage) -> SendResult:
-        """Send every part to the one recipient in order; map PTB errors to outcomes (never raises them)."""
+        """Send every part to the one recipient in order; map PTB errors to outcomes (never raises them).
+
+        Once a part has been sent, a later failure never makes the dispatcher resend the whole issue: a 429 is
+        retried inline for that part, a parse error sends the remaining parts as plain text, and other temporary
+        failures are reported ``uncertain`` (the reader has part of the issue).
+        """
         chat_id = int(message.recipients[0])
-        parts = message.parts
+        parts = list(message.parts)
         parse_mode: str | None = ParseMode.HTML
         index = 0
-        while index < len(parts):
-            async with self.limiter:
-                try:
-                    await self.bot.send_message(
-                        chat_id=chat_id, text=parts[index], parse_mode=parse_mode, link_preview_options=_NO_PREVIEW
-                    )
-                except RetryAfter as exc:
-                    seconds = exc.retry_after.total_seconds() if hasattr(exc.retry_after, "total_seconds") else float(exc.retry_after)
+        last_answer: float | None = None  # time.monotonic() of the previous part's answer in this chat
+        mid_issue_retries = 0
+        while index < len(parts):  # bounded: index only grows, except MID_ISSUE_RETRIES inline resends
+            if last_answer is not None:
+                # Telegram allows about 1 message/s in one chat; sleep outside the overall limiter.
+                await asyncio.sleep(max(0.0, last_answer + self.per_chat_interval - time.monotonic()))
+            await self._wait_turn()
+            try:
+                await self.bot.send_message(
+                    chat_id=chat_id, text=parts[index], parse_mode=parse_mode, link_preview_options=_NO_PREVIEW
+                )
+            except RetryAfter as exc:
+                wait = exc.retry_after  # a timedelta in PTB 22 (an int with PTB_TIMEDELTA unset in older releases)
+                seconds = wait.total_seconds() if hasattr(wait, "total_seconds") else float(wait)
+                self._pause(seconds)
+                if index == 0:
                     return SendResult(Outcome(OutcomeKind.TEMPORARY, reason=exc.message, retry_after=seconds))
-                except Forbidden as exc:
-                    text = exc.message.lower()
-                    blocked = "blocked" in text or "deactivated" in text
-                    return SendResult(Outcome(OutcomeKind.PERMANENT, reason=exc.message, blocked=blocked))
-                except ChatMigrated as exc:
-                    return SendResult(Outcome(OutcomeKind.PERMANENT, reason="chat migrated",
-                                              new_address=str(exc.new_chat_id)))
-                except BadRequest as exc:
-                    if "can't parse entities" in exc.message.lower() and parse_mode is not None:
-                        # Our HTML was rejected: resend the whole issue as plain text (reference/telegram.md).
-                        parts, parse_mode, index = message.plain_parts or parts, None, 0
-                        continue
-                    if "chat not found" in exc.message.lower():
-                        return SendResult(Outcome(OutcomeKind.PERMANENT, reason=exc.message))
-                    return SendResult(Outcome(OutcomeKind.REJECTED, reason=exc.message))
-                except TimedOut as exc:
-                    # The request may have reached Telegram: it cannot deduplicate, so this is uncertain.
-                    return SendResult(Outcome(OutcomeKind.UNCERTAIN, reason=f"timed out: {exc.message}"))
-                except NetworkError as exc:
-                    return SendResult(Outcome(OutcomeKind.TEMPORARY, reason=f"network error: {exc.message}"))
-                except TelegramError as exc:
-                    return SendResult(Outcome(OutcomeKind.TEMPORARY, reason=exc.message))
+                if mid_issue_retries >= self.MID_ISSUE_RETRIES:
+                    return SendResult(_partial(index, len(parts), exc.message))
+                mid_issue_retries += 1
+                continue  # the same part again, once the pause is over (a 429 means it was not sent)
+            except Forbidden as exc:
+                text = exc.message.lower()
+                blocked = "blocked" in text or "deactivated" in text
+                return SendResult(Outcome(OutcomeKind.PERMANENT, reason=exc.message, blocked=blocked))
+            except ChatMigrated as exc:
+                return SendResult(Outcome(OutcomeKind.PERMANENT, reason="chat migrated",
+                                          new_address=str(exc.new_chat_id)))
+            except BadRequest as exc:
+                if "can't parse entities" in exc.message.lower() and parse_mode is not None:
+                    # Our HTML was rejected: resend as plain text (reference/telegram.md). Parts already sent stay
+                    # sent; only the rest goes as plain text.
+                    if index == 0:
+                        parts = list(message.plain_parts or parts)
+                    else:
+                        parts = parts[:index] + [_html_to_plain(part) for part in parts[index:]]
+                    parse_mode = None
+                    continue
+                if "chat not found" in exc.message.lower():
+                    return SendResult(Outcome(OutcomeKind.PERMANENT, reason=exc.message))
+                return SendResult(Outcome(OutcomeKind.REJECTED, reason=exc.message))
+            except TimedOut as exc:
+                # The request may have reached Telegram: it cannot deduplicate, so this is uncertain.
+                return SendResult(Outcome(OutcomeKind.UNCERTAIN, reason=f"timed out: {exc.message}"))
+            except NetworkError as exc:
+                if index:
+                    return SendResult(_partial(index, len(parts), f"network error: {exc.message}"))
+                return SendResult(Outcome(OutcomeKind.TEMPORARY, reason=f"network error: {exc.message}"))
+            except TelegramError as exc:
+                if index:
+                    return SendResult(_partial(index, len(parts), exc.message))
+                return SendResult(Outcome(OutcomeKind.TEMPORARY, reason=exc.message))
+            last_answer = time.monotonic()
             index += 1
         return SendResult(Outcome.sent())
+
+    def _pause(self, seconds: float) -> None:
+        self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+
+    async def _wait_turn(self) -> None:
+        """Wait out a 429 pause, then take one unit of the overall rate; again if a 429 arrived meanwhile."""
+        for _ in range(_MAX_PAUSES_PER_REQUEST):
+            delay = self._paused_until - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await self.limiter.acquire()
+            if self._paused_until <= time.monotonic():
+                return
+
+
+#: How many successive 429 pauses one request waits out before it goes anyway (bounds ``_wait_turn``).
+_MAX_PAUSES_PER_REQUEST = 20
+_TAG_RE = re.compile(r"<[^<>]*>")
+
+
+def _html_to_plain(part: str) -> str:
+    """The text Telegram would show for one of our HTML parts: tags removed, entities decoded."""
+    return html.unescape(_TAG_RE.sub("", part))
+
+
+def _partial(sent_parts: int, total: int, reason: str) -> Outcome:
+    """Part of the issue reached the chat: resending it whole would duplicate what arrived, so report it."""
+    return Outcome(OutcomeKind.UNCERTAIN, reason=f"{sent_parts} of {total} parts sent, then: {reason}")

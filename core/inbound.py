@@ -8,6 +8,7 @@ reference/telegram.md "update_ids").
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from sqlalchemy.dialects import postgresql, sqlite
@@ -44,6 +45,60 @@ async def store_raw(db: Database, channel: str, events: Sequence[tuple[str, str]
             if result.rowcount:
                 new.append(key)
         return new
+
+
+class RawEventStore:
+    """Stores the raw events of one channel for many concurrent requests, in as few write transactions as possible.
+
+    A burst of webhooks (issue 2: 400 people scanning one QR code) would otherwise queue one write transaction per
+    request behind the single SQLite writer, each paying ``BEGIN IMMEDIATE``, ``COMMIT`` and a thread hop per
+    statement, and the last answers would come after LINE's 2 s timeout (reference/line.md "Webhooks"; measured by
+    bench/webhook_burst.py). Here a caller joins a queue; one flush at a time stores everything queued so far with
+    :func:`store_raw` in one transaction (a group commit), so requests that arrive while a flush commits share the
+    next one. Each caller still returns only after its own events are committed.
+
+    Use it from one event loop. Errors of the transaction are raised to every caller of that flush.
+    """
+
+    def __init__(self, db: Database, channel: str) -> None:
+        self.db = db
+        self.channel = channel
+        self._queued: list[tuple[list[tuple[str, str]], asyncio.Future[list[str]]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def store(self, events: Sequence[tuple[str, str]]) -> list[str]:
+        """Store ``[(event_key, payload_json), …]``; return the keys of *these* events that were new.
+
+        A key already stored, or queued by another caller of the same flush, is not new (so exactly one request
+        processes each event).
+        """
+        if not events:
+            return []
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[str]] = loop.create_future()
+        self._queued.append((list(events), future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        while self._queued:
+            batch, self._queued = self._queued, []
+            try:
+                new = set(await store_raw(self.db, self.channel, [event for events, _ in batch for event in events]))
+            except Exception as exc:  # every caller of this flush gets the error (its request was not stored)
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for events, future in batch:
+                mine = []
+                for key, _ in events:
+                    if key in new:
+                        new.discard(key)
+                        mine.append(key)
+                if not future.done():
+                    future.set_result(mine)
 
 
 async def begin_processing(session: AsyncSession, channel: str, key: str, payload: str = "{}") -> bool:
