@@ -307,6 +307,20 @@ class Dispatcher:
             )
             result = await session.exec(statement)  # type: ignore[call-overload]
             rows = list(result.scalars().all())
+            # A LINE retry repeats the identical request, recipients included: claim the rest of every retry-key
+            # group with it, or a partial group would repeat the key for fewer recipients (409 = "sent" for people
+            # who never got it).
+            keys = {row.retry_key for row in rows if row.retry_key}
+            if keys:
+                siblings = (
+                    update(Delivery)
+                    .where(Delivery.channel == channel, Delivery.status == DeliveryStatus.PENDING.value,
+                           Delivery.retry_key.in_(keys))  # type: ignore[union-attr]
+                    .values(status=DeliveryStatus.SENDING.value, claimed_by=self.owner,
+                            lease_expires_at=now + timedelta(seconds=self.policy.lease), updated_at=now)
+                    .returning(Delivery)
+                )
+                rows.extend((await session.exec(siblings)).scalars().all())  # type: ignore[call-overload]
         rows.sort(key=lambda row: row.id)
         return rows
 
@@ -506,7 +520,10 @@ class Dispatcher:
 
     async def _retry_or_fail(self, row: Delivery, outcome: Outcome, now: datetime) -> None:
         age = (now - row.first_attempted_at).total_seconds() if row.first_attempted_at else 0.0
-        if row.attempts >= self.policy.max_attempts or age > self.policy.max_age:
+        # A platform's "slow down" (429 with retry_after) is not this reader's fault: it does not use up their
+        # attempts; the age limit still bounds how long we keep trying.
+        rate_limited = outcome.retry_after is not None
+        if (row.attempts >= self.policy.max_attempts and not rate_limited) or age > self.policy.max_age:
             row.status = DeliveryStatus.FAILED.value
             row.reason = f"gave up after {row.attempts} attempts: {outcome.reason or 'temporary failure'}"
             return

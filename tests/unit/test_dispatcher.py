@@ -172,3 +172,25 @@ async def test_resume_and_retry_uncertain_requeue(db, settings, clock):
     assert got[f"U{0:032x}"] == "skipped"  # withdrew while deferred: never sent
     assert sorted(got.values()) == ["sent", "sent", "skipped"]
     assert len(ok.requests) == 1 and len(ok.requests[0].recipients) == 2
+
+
+async def test_a_retry_key_group_is_claimed_whole(db, settings, clock):
+    """Rows sharing a LINE retry key are one request: a claim that takes one of them takes them all."""
+    from sqlalchemy import update as sa_update
+
+    service = SubscriptionService(db, settings, clock)
+    for index in range(4):
+        await subscribe(service, "line", f"U{index:032x}")
+    issue = await create_issue(db, DRAFT)
+    await enqueue(db, issue.id, ["line"])
+    async with db.write() as s:
+        rows = (await s.exec(select(Delivery).order_by(Delivery.id))).all()
+        # rows 2-4 were one multicast that failed temporarily; row 1 is fresh
+        await s.exec(sa_update(Delivery).where(Delivery.id.in_([r.id for r in rows[1:]]))
+                     .values(retry_key="11111111-1111-4111-8111-111111111111", attempted_at=clock(),
+                             first_attempted_at=clock()))
+    dispatcher = Dispatcher(db, {}, service, clock=clock)
+    claimed = await dispatcher._claim("line", issue.id, 2)  # the limit would cut the group in two
+    assert sorted(r.id for r in claimed) == sorted(r.id for r in rows)
+    groups = dispatcher._group(FakeSender("line", 500), claimed)
+    assert sorted(len(g) for g in groups) == [1, 3]
