@@ -6,6 +6,8 @@ It works whether or not ``run`` is running: deliveries are claimed atomically, s
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -37,10 +39,11 @@ class BroadcastResult:
 
 async def broadcast_with(
     runtime: Runtime, draft: IssueDraft, *, confirm: Callable[[dict[str, int], int | None], bool] | None = None,
-    created_by: str = "cli",
+    created_by: str = "cli", progress: Any = None,
 ) -> BroadcastResult | None:
     """Preview recipients per enabled channel and the LINE quota left, ask ``confirm(counts, line_quota)`` (None =
     yes), then create, enqueue and dispatch. LINE recipients beyond the quota are deferred, not failed.
+    ``progress``: an unstarted ``rich.progress.Progress`` to show one bar per channel while sending.
 
     Returns None when ``confirm`` said no (nothing stored).
     """
@@ -58,12 +61,55 @@ async def broadcast_with(
         allowed = line_quota // messages_per_line_recipient(draft)
         deferred = await defer_over_quota(runtime.db, issue.id, "line", allowed,
                                           "over the LINE monthly message quota")
-    summary = await runtime.dispatcher().dispatch(issue.id)
+    if progress is not None:
+        progress.start()  # a rich Progress: one bar per channel while the dispatcher sends
+    dispatching = asyncio.create_task(runtime.dispatcher().dispatch(issue.id))
+    watcher = asyncio.create_task(watch_progress(runtime, issue.id, progress)) if progress is not None else None
+    try:
+        summary = await dispatching
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+    if progress is not None:
+        await show_progress(runtime, issue.id, progress)
     report = await delivery_report(runtime.db, issue.id)
     assert report is not None
     if deferred:
         summary.notices.append(ChannelNotice("line", issue.id, "over the LINE monthly message quota", deferred))
     return BroadcastResult(issue.id, enqueued, report, summary)
+
+
+PROGRESS_INTERVAL = 0.5  # seconds between progress reads from the outbox
+
+
+async def show_progress(runtime: Runtime, issue_id: int, progress: Any) -> None:
+    """Update a ``rich.progress.Progress`` with one bar per channel: finished / all deliveries of the issue."""
+    report = await delivery_report(runtime.db, issue_id)
+    if report is None:
+        return
+    tasks = getattr(progress, "_otayori_tasks", None)
+    if tasks is None:
+        tasks = progress._otayori_tasks = {}
+    totals: dict[str, int] = {}
+    finished: dict[str, int] = {}
+    for (channel, status), count in report.counts.items():
+        totals[channel] = totals.get(channel, 0) + count
+        if status not in ("pending", "sending"):
+            finished[channel] = finished.get(channel, 0) + count
+    for channel, total in sorted(totals.items()):
+        if channel not in tasks:
+            tasks[channel] = progress.add_task(channel, total=total)
+        progress.update(tasks[channel], total=total, completed=finished.get(channel, 0))
+
+
+async def watch_progress(runtime: Runtime, issue_id: int, progress: Any) -> None:
+    """Refresh :func:`show_progress` every :data:`PROGRESS_INTERVAL` seconds until cancelled (reads the outbox, so
+    it shows deliveries made by any dispatcher, including ``otayori run``'s)."""
+    while True:
+        await show_progress(runtime, issue_id, progress)
+        await asyncio.sleep(PROGRESS_INTERVAL)
 
 
 async def broadcast_issue(
@@ -72,7 +118,17 @@ async def broadcast_issue(
 ) -> BroadcastResult | None:
     """:func:`broadcast_with` on a fresh runtime for ``settings``; prints a short result to ``out`` (a rich Console)."""
     async with open_runtime(settings) as runtime:
-        result = await broadcast_with(runtime, draft, confirm=confirm)
+        if out is None:
+            result = await broadcast_with(runtime, draft, confirm=confirm)
+        else:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            columns = (TextColumn("{task.description:>8}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            bar = Progress(*columns, console=out, transient=False)  # started after the confirmation prompt
+            try:
+                result = await broadcast_with(runtime, draft, confirm=confirm, progress=bar)
+            finally:
+                bar.stop()
     if result is not None and out is not None:
         totals = result.report.by_status()
         out.print(f"issue {result.issue_id}: " + ", ".join(f"{k} {v}" for k, v in sorted(totals.items())),

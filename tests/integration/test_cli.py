@@ -296,6 +296,8 @@ async def test_broadcast_end_to_end_from_a_separate_process(tmp_path: Path):
         assert sent.code == 0, sent
         issue_id = sent.out.strip().splitlines()[-1]
         assert issue_id.isdigit(), sent.out
+        # one progress bar per channel, each ending complete (rich prints the final state when not a terminal)
+        assert re.search(r"line\b.*\b2/2\b", sent.out) and re.search(r"telegram\b.*\b2/2\b", sent.out), sent.out
         for user in tg_users:
             messages = tg.messages_to(user)
             assert len(messages) == sent_before[user] + 1
