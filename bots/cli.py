@@ -53,6 +53,15 @@ def settings_or_exit(**overrides: Any) -> Settings:
         fail(str(exc), 2)
 
 
+def existing_database_or_exit(settings: Settings) -> None:
+    """For commands that only read: refuse a SQLite file that does not exist (a mistyped path must not look like an
+    empty, clean ledger), then bring its schema up to date."""
+    path = settings.sqlite_path()
+    if path is not None and not path.exists():
+        fail(f"no database at {path} (check OTAYORI_DATABASE_URL, or create it with `otayori db upgrade`)", 1)
+    migrate_or_exit(settings)
+
+
 def migrate_or_exit(settings: Settings) -> None:
     """Upgrade the database before any event loop starts; one line and exit 1 when it cannot be reached."""
     from storage.migrate import upgrade
@@ -83,6 +92,8 @@ def run() -> None:
         settings.check_for_serving()
     except ConfigError as exc:
         fail(str(exc), 2)
+    if settings.telegram_enabled and settings.telegram_mode == "webhook":
+        fail("OTAYORI_TELEGRAM_MODE: webhook mode is not available yet; use polling (the default)", 2)
     migrate_or_exit(settings)
     from bots.app import serve
 
@@ -126,6 +137,13 @@ def campaign_add(
     from core.campaigns import CampaignError, add_campaign
     from storage.database import Database
 
+    if date is not None:
+        import datetime as _dt
+
+        try:
+            date = _dt.date.fromisoformat(date).isoformat()
+        except ValueError:
+            fail(f"--date must be a date like 2026-12-05 (got {date!r})", 2)
     settings = settings_or_exit()
     migrate_or_exit(settings)
 
@@ -149,7 +167,7 @@ def campaign_list() -> None:
     from storage.database import Database
 
     settings = settings_or_exit()
-    migrate_or_exit(settings)
+    existing_database_or_exit(settings)
 
     async def work() -> None:
         db = Database(settings.database_url)
@@ -224,7 +242,7 @@ def consents_export(
     if fmt not in ("jsonl", "csv"):
         fail("--format must be jsonl or csv", 2)
     settings = settings_or_exit()
-    migrate_or_exit(settings)
+    existing_database_or_exit(settings)
 
     async def work() -> int:
         db = Database(settings.database_url)
@@ -253,7 +271,7 @@ def audit() -> None:
     from storage.database import Database
 
     settings = settings_or_exit()
-    migrate_or_exit(settings)
+    existing_database_or_exit(settings)
 
     async def work():  # type: ignore[no-untyped-def]
         db = Database(settings.database_url)
@@ -293,6 +311,8 @@ def withdraw(
         fail("--channel must be email, line or telegram", 2)
     if via not in ("phone", "mail", "in_person"):
         fail("--via must be phone, mail or in_person", 2)
+    if not address.strip():
+        fail("ADDRESS is empty", 2)
     settings = settings_or_exit()
     migrate_or_exit(settings)
 
@@ -321,7 +341,7 @@ def deliveries_show(issue_id: int = typer.Argument(..., help="The issue id print
     from storage.database import Database
 
     settings = settings_or_exit()
-    migrate_or_exit(settings)
+    existing_database_or_exit(settings)
 
     async def work():  # type: ignore[no-untyped-def]
         db = Database(settings.database_url)
@@ -401,23 +421,29 @@ def _click_exceptions():  # type: ignore[no-untyped-def]
 
 
 def main() -> None:
-    """Console-script entry point. Usage errors are one line (``error: …``) and exit 2, like every other error."""
+    """Console-script entry point: every error is one line (``error: …``); usage errors exit 2, others 1."""
     exceptions = _click_exceptions()
     try:
         code = app(standalone_mode=False)
     except exceptions.UsageError as exc:
-        if type(exc).__name__ == "NoArgsIsHelpError" and exc.ctx is not None:
-            typer.echo(exc.ctx.get_help())  # a group without its subcommand: show what it offers
-            sys.exit(2)
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            sys.exit(2)  # Typer has printed the group's help already
         where = f" (see: {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
         typer.echo(f"error: {' '.join(exc.format_message().split())}{where}", err=True)
         sys.exit(2)
-    except exceptions.Abort:
-        typer.echo("error: aborted", err=True)
-        sys.exit(1)
     except exceptions.ClickException as exc:
         typer.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
         sys.exit(exc.exit_code)
+    except (typer.Abort, EOFError):
+        typer.echo("error: aborted (no answer): nothing was sent", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        typer.echo("error: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # the one-line rule holds for surprises too (the type says where to look)
+        first = (str(exc).strip().splitlines() or [""])[0]
+        typer.echo(f"error: {type(exc).__name__}: {first}"[:500], err=True)
+        sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
 
 

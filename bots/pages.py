@@ -73,24 +73,31 @@ def page_routes(runtime: Runtime, env: Environment) -> list[Route]:
         action = f"/join/{known}" if known else "/join"
         if code and not known:
             return render("join.html", 404, campaign_label=None, action="/join", address=None,
+                          email_on=runtime.email is not None and runtime.email.mailer is not None,
                           error="このキャンペーンは見つかりませんでした。下のフォームから登録できます。")
+        email_on = runtime.email is not None and runtime.email.mailer is not None
         if request.method == "GET":
-            return render("join.html", campaign_label=label, action=action, address=None, error=None)
-        if runtime.email is None:
+            return render("join.html", campaign_label=label, action=action, address=None, error=None,
+                          email_on=email_on)
+        if not email_on:
             return message("メールでの配信は現在ご利用いただけません", ["LINE または Telegram でご登録ください。"], 404)
-        form = await request.form(max_files=0, max_fields=10)
+        if int(request.headers.get("content-length") or 0) > MAX_FORM_BYTES:
+            return message("リクエストが大きすぎます", ["メールアドレスだけを入力して送信してください。"], 413)
+        try:
+            form = await request.form(max_files=0, max_fields=10, max_part_size=MAX_FORM_BYTES)
+        except Exception:  # a malformed or oversized form body: a page, never a stack trace
+            return message("送信内容を読み取れませんでした", ["メールアドレスだけを入力して送信してください。"], 400)
         address = str(form.get("address") or "")
         result = await runtime.email.request(address, via="web", requester_id=None, campaign=known,
                                              evidence=_evidence(request))
         if result.kind == "invalid":
-            return render("join.html", 400, campaign_label=label, action=action, address=address,
-                          error=f"メールアドレスの形式が正しくありません({result.detail})")
+            return render("join.html", 400, campaign_label=label, action=action, address=address, email_on=True,
+                          error="メールアドレスの形式が正しくありません。@ の前後やスペースをお確かめください。")
         if result.kind == "rate_limited":
             return message("確認メールの送信回数の上限です", ["このアドレスへの確認メールは1日3通までです。届いたメールをご確認ください。"], 429)
         if result.kind == "send_failed":
             return message("確認メールを送れませんでした", ["しばらくしてからもう一度お試しください。"], 503)
-        if result.kind == "already_active":
-            return message("確認済みです", [f"{result.address} はすでに登録されています。"])
+        # "already subscribed" is answered like a new request: the form must not reveal who is subscribed.
         return message("確認メールを送りました", [
             f"{result.address} に確認メールを送りました。メール内のボタンで登録を確定してください。",
             "確定するまでニュースレターはお送りしません。",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import unicodedata
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -69,7 +70,8 @@ def normalise_email(raw: str) -> str:
 
     Raises :class:`AddressError` with the reason (no @, spaces, a local part over 64 characters, …).
     """
-    candidate = raw.strip()
+    # NFKC first, as the chat grammar does: a full-width ＠ or ｔａｒｏ typed on a Japanese keyboard is fine.
+    candidate = unicodedata.normalize("NFKC", raw).strip()
     if not candidate or any(ch in candidate for ch in "\r\n\t"):
         raise AddressError("the address is empty or contains line breaks")
     try:

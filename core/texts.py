@@ -105,7 +105,7 @@ _TEXTS: dict[str, dict[Language, str]] = {
         "en": "Please subscribe in this chat first ('subscribe'), then add your email address.",
     },
     "email_invalid": {
-        "ja": "メールアドレスの形式が正しくないようです。もう一度お確かめください。({detail})",
+        "ja": "メールアドレスの形式が正しくないようです。@ の前後やスペースが入っていないかお確かめください。",
         "en": "That email address does not look valid ({detail}). Please check it.",
     },
     "email_sent": {

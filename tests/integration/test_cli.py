@@ -421,3 +421,20 @@ def test_usage_errors_are_one_line_and_exit_2(tmp_path):
         done = subprocess.run([str(otayori), *args], cwd=tmp_path, capture_output=True, text=True, timeout=60)
         assert done.returncode == 2, (args, done.stderr)
         assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: "), (args, done.stderr)
+
+
+def test_read_only_commands_refuse_a_missing_database(tmp_path):
+    """A mistyped database path must not look like an empty, clean ledger (nor be created)."""
+    import os
+    import subprocess
+
+    from pathlib import Path as _Path
+
+    otayori = _Path(__file__).resolve().parents[2] / ".venv" / "bin" / "otayori"
+    missing = tmp_path / "nowhere" / "x.sqlite3"
+    env = {**os.environ, "OTAYORI_DATABASE_URL": f"sqlite+aiosqlite:///{missing}"}
+    for args in (["audit"], ["consents", "export"], ["campaign", "list"], ["deliveries", "show", "1"]):
+        done = subprocess.run([str(otayori), *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1 and done.stderr.startswith("error: no database at"), (args, done.stderr)
+        assert done.stderr.count("\n") == 1
+    assert not missing.exists() and not missing.parent.exists()
