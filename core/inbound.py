@@ -20,6 +20,10 @@ from storage.models import InboundEvent
 from storage.types import utcnow
 
 
+#: Rows per multi-row INSERT: 4 parameters each stays far below SQLite's 32,766 and asyncpg's 32,767 parameters.
+_ROWS_PER_INSERT = 500
+
+
 def _insert(session: AsyncSession):  # type: ignore[no-untyped-def]
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
     return postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -34,6 +38,27 @@ async def store_raw(db: Database, channel: str, events: Sequence[tuple[str, str]
         return []
     now = utcnow()
     async with db.write() as session:
+        dialect = session.bind.dialect if session.bind is not None else None
+        if getattr(dialect, "insert_returning", False):
+            # One multi-row INSERT … ON CONFLICT DO NOTHING RETURNING per chunk instead of one statement per event:
+            # a burst's batch of 400 events took ~0.4 s statement by statement, ~0.06 s this way (bench/).
+            # SQLAlchemy sets insert_returning for PostgreSQL and for SQLite >= 3.35 (RETURNING's first release).
+            inserted: set[str] = set()
+            for start in range(0, len(events), _ROWS_PER_INSERT):
+                rows = [{"channel": channel, "event_key": key, "payload": payload, "received_at": now}
+                        for key, payload in events[start:start + _ROWS_PER_INSERT]]
+                statement = (
+                    _insert(session)(InboundEvent).values(rows)
+                    .on_conflict_do_nothing(index_elements=["channel", "event_key"])
+                    .returning(InboundEvent.event_key)  # only the rows actually inserted
+                )
+                inserted.update((await session.exec(statement)).scalars().all())  # type: ignore[call-overload]
+            new_keys: list[str] = []
+            for key, _ in events:
+                if key in inserted:  # a key repeated within ``events`` is new once
+                    inserted.discard(key)
+                    new_keys.append(key)
+            return new_keys
         new: list[str] = []
         for key, payload in events:
             statement = (

@@ -25,8 +25,8 @@ CAMPAIGN = "seminar-2026-12"
 BARE_EVERY = 40
 
 
-async def wait_until(predicate, what: str, timeout: float = 45.0) -> None:
-    """Poll an async predicate (bounded): webhook events are processed after the 200."""
+async def wait_until(predicate, what: str, timeout: float = 120.0) -> None:
+    """Poll an async predicate (bounded; generous for a loaded CI machine): events are processed after the 200."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not await predicate():
