@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -42,12 +42,14 @@ from core.eligibility import consented_clause
 from core.subscriptions import SubscriptionService
 from storage.database import Database
 from storage.models import ChannelLease, Delivery, DeliveryStatus, Endpoint, EndpointState, Issue
-from storage.types import utcnow
+from storage.types import UTCDateTime, utcnow
 
 log = logging.getLogger(__name__)
 
 #: A LINE retry key is remembered by LINE for 24 h (reference/line.md "Idempotent retries"); past that, not trusted.
 LINE_RETRY_KEY_TRUST = timedelta(hours=24)
+#: Ids per ``IN (…)`` list in one statement (well below SQLite's 32,766 bound variables).
+_IDS_PER_STATEMENT = 500
 
 
 @dataclass
@@ -212,18 +214,22 @@ class Dispatcher:
             return True
         requests = self._group(sender, claimed)
         semaphore = asyncio.Semaphore(self.policy.concurrency)
+        recorder = _Recorder(self, channel, summary)
 
         async def run(group: list[Delivery]) -> None:
             async with semaphore:
                 if group[0].issue_id in stopped:
                     await self._release(group)
                     return
-                notice = await self._attempt(sender, group, summary)
+                notice = await self._attempt(sender, group, summary, recorder)
                 if notice is not None:
                     stopped.add(notice.issue_id)
                     summary.notices.append(notice)
 
-        await asyncio.gather(*(run(group) for group in requests))
+        try:
+            await asyncio.gather(*(run(group) for group in requests))
+        finally:
+            await recorder.close()
         return True
 
     # ---- the per-channel lease ------------------------------------------------------------------------------------
@@ -358,53 +364,71 @@ class Dispatcher:
     # ---- one request ------------------------------------------------------------------------------------------
 
     async def _attempt(
-        self, sender: ChannelSender, group: list[Delivery], summary: DispatchSummary
+        self, sender: ChannelSender, group: list[Delivery], summary: DispatchSummary,
+        recorder: _Recorder | None = None,
     ) -> ChannelNotice | None:
+        """Attempt mark (consent re-check in the same write transaction), then the request, then its outcome.
+
+        The mark is one ``UPDATE … RETURNING`` whose WHERE holds the ownership check and the consent rule of
+        :func:`core.eligibility.consented_clause` (one more ``UPDATE`` for rows now ``skipped``), committed before
+        the request starts. The outcome is handed to
+        ``recorder`` (recorded in a shared transaction with other requests' outcomes) or, without one, or when the
+        channel must stop, recorded before returning.
+        """
         channel = sender.channel
         issue_id = group[0].issue_id
         now = self.clock()
-        endpoints: dict[int, Endpoint] = {}
+        by_id = {row.id: row for row in group}
+        addresses: dict[int, str] = {}
         async with self.db.write() as session:
-            ids = [row.id for row in group]
-            mine = select(Delivery).where(Delivery.id.in_(ids)).order_by(Delivery.id)  # type: ignore[union-attr,arg-type]
-            if self.db.is_postgresql:
-                # Read the rows' latest committed state and hold it until the attempt mark commits, so a recovery
-                # after our lease ran out cannot slip in between the ownership check and the mark.
-                mine = mine.with_for_update()
-            rows = list((await session.exec(mine)).scalars().all())
-            endpoint_ids = [row.endpoint_id for row in rows]
-            eligible = set(
-                (
-                    await session.exec(  # type: ignore[call-overload]
-                        select(Endpoint.id).where(Endpoint.id.in_(endpoint_ids), consented_clause())  # type: ignore[union-attr]
-                    )
-                ).scalars().all()
-            )
-            for endpoint in (await session.exec(select(Endpoint).where(Endpoint.id.in_(endpoint_ids)))).scalars().all():  # type: ignore[union-attr]
-                endpoints[endpoint.id] = endpoint  # type: ignore[index]
-            retry_key = next((row.retry_key for row in rows if row.retry_key), None)
+            connection = await session.connection()
+            retry_key = next((row.retry_key for row in group if row.retry_key), None)
             if channel == "line" and retry_key is None:
                 retry_key = str(uuid.uuid4())
+            # One UPDATE is the consent re-check and the attempt mark together: it marks only rows that are still ours
+            # (a recovery after our lease ran out may have taken them: on PostgreSQL the UPDATE waits for such a
+            # transaction and re-checks this WHERE on the committed row) and whose endpoint passes the broadcast's own
+            # consent rule — or that repeat an attempted LINE request with its retry key (not a new send). RETURNING
+            # gives each row's address as it is now.
+            # Correlated (EXISTS per row, a primary-key look-up), not "endpoint_id IN (every consented endpoint)",
+            # which SQLite would compute over the whole audience for every request.
+            consented = select(Endpoint.id).where(Endpoint.id == Delivery.endpoint_id, consented_clause()).exists()
+            address = select(Endpoint.address).where(Endpoint.id == Delivery.endpoint_id).scalar_subquery()
+            marked = (await connection.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(list(by_id)), Delivery.status == DeliveryStatus.SENDING.value,  # type: ignore[union-attr]
+                       Delivery.claimed_by == self.owner,
+                       consented
+                       | (Delivery.retry_key.is_not(None) & Delivery.attempted_at.is_not(None)))  # type: ignore[union-attr]
+                .values(attempted_at=now, attempts=Delivery.attempts + 1, updated_at=now,
+                        first_attempted_at=func.coalesce(Delivery.first_attempted_at, literal(now, UTCDateTime())),
+                        retry_key=retry_key if channel == "line" else None)
+                .returning(Delivery.id, Delivery.first_attempted_at, Delivery.attempts, address.label("address"))
+            )).all()
             live: list[Delivery] = []
-            for row in rows:
-                if row.status != DeliveryStatus.SENDING.value or row.claimed_by != self.owner:
-                    continue  # someone else's now (lease expired and re-claimed): never send it twice
-                if row.endpoint_id not in eligible and not (row.retry_key and row.attempted_at):
-                    row.status = DeliveryStatus.SKIPPED.value
-                    row.reason = "consent withdrawn or endpoint not active when the attempt was about to start"
-                    row.claimed_by = None
-                    row.lease_expires_at = None
-                    row.updated_at = now
-                    session.add(row)
-                    summary.finished[channel][row.status] += 1
-                    continue
+            for fresh in sorted(marked, key=lambda item: item.id):
+                # Mirror the mark on the claimed object (what the outcome's recording and the retry policy read).
+                row = by_id[fresh.id]
                 row.attempted_at = now
-                row.first_attempted_at = row.first_attempted_at or now
-                row.attempts += 1
+                row.first_attempted_at = fresh.first_attempted_at
+                row.attempts = fresh.attempts
                 row.retry_key = retry_key if channel == "line" else None
-                row.updated_at = now
-                session.add(row)
+                addresses[row.endpoint_id] = fresh.address or ""
                 live.append(row)
+            if len(live) < len(group):
+                # The rest that is still ours lost its consent (or its endpoint) since the broadcast: skipped.
+                skipped = (await connection.execute(
+                    update(Delivery)
+                    .where(Delivery.id.in_([i for i in by_id if i not in {row.id for row in live}]),  # type: ignore[union-attr]
+                           Delivery.status == DeliveryStatus.SENDING.value, Delivery.claimed_by == self.owner)
+                    .values(status=DeliveryStatus.SKIPPED.value, claimed_by=None, lease_expires_at=None,
+                            updated_at=now,
+                            reason="consent withdrawn or endpoint not active when the attempt was about to start")
+                    .returning(Delivery.id)
+                )).all()
+                for (row_id,) in skipped:
+                    by_id[row_id].status = DeliveryStatus.SKIPPED.value
+                    summary.finished[channel][DeliveryStatus.SKIPPED.value] += 1
         if not live:
             return None
         parts, plain, title, body = await self._render(issue_id, channel)
@@ -412,7 +436,7 @@ class Dispatcher:
             issue_id=issue_id,
             parts=parts,
             plain_parts=plain,
-            recipients=tuple(endpoints[row.endpoint_id].address or "" for row in live),
+            recipients=tuple(addresses[row.endpoint_id] for row in live),
             retry_key=retry_key,
             endpoint_ids=tuple(row.endpoint_id for row in live),
             title=title,
@@ -423,7 +447,13 @@ class Dispatcher:
         except Exception as exc:  # a worker never dies on one bad message (Mailman): record and go on
             log.exception("sender %s raised for issue %s", channel, issue_id)
             result = SendResult(Outcome(OutcomeKind.TEMPORARY, reason=f"sender error: {type(exc).__name__}"))
-        return await self._record(channel, live, endpoints, result, summary)
+        stops_channel = result.overall.kind is OutcomeKind.CHANNEL_WIDE or any(
+            outcome.kind is OutcomeKind.CHANNEL_WIDE for outcome in result.per_recipient.values())
+        if recorder is not None and not stops_channel:
+            recorder.submit(live, addresses, result)
+            return None
+        notices = await self._record_many(channel, [(live, addresses, result)], summary)
+        return notices[0] if notices else None
 
     async def _render(self, issue_id: int, channel: str) -> tuple[tuple[str, ...], tuple[str, ...], str, str]:
         """Chat parts, plain-text fallback parts, title and Markdown body of an issue (cached per issue+channel)."""
@@ -445,61 +475,60 @@ class Dispatcher:
             self._rendered[key] = (parts, plain, issue.title, issue.body_md)
         return self._rendered[key]
 
-    async def _record(
+    async def _record_many(
         self,
         channel: str,
-        live: list[Delivery],
-        endpoints: dict[int, Endpoint],
-        result: SendResult,
+        batch: list[tuple[list[Delivery], dict[int, str], SendResult]],
         summary: DispatchSummary,
-    ) -> ChannelNotice | None:
+    ) -> list[ChannelNotice]:
+        """Record the outcomes of several requests in one write transaction; the notices of channel-wide stops.
+
+        ``batch``: ``[(attempted rows, {endpoint_id: address}, result), …]``. Rows sent go to ``sent`` in bulk
+        ``UPDATE`` statements; the others are loaded (one query for the rows, one for their endpoints) and moved one
+        by one (retry/backoff, failed + endpoint unreachable or blocked, deferred, uncertain). Recording later than
+        the request never weakens consent: the attempt mark was committed before the request started.
+        """
         now = self.clock()
-        notice: ChannelNotice | None = None
-        async with self.db.write() as session:
+        notices: list[ChannelNotice] = []
+        sent_ids: list[int] = []
+        others: list[tuple[Delivery, Outcome]] = []
+        for live, addresses, result in batch:
             for row in live:
-                fresh = await session.get(Delivery, row.id)
-                if fresh is None:
-                    continue
-                endpoint = await session.get(Endpoint, row.endpoint_id)
-                outcome = result.outcome_for(endpoints[row.endpoint_id].address or "")
-                fresh.claimed_by = None
-                fresh.lease_expires_at = None
-                fresh.updated_at = now
+                outcome = result.outcome_for(addresses[row.endpoint_id])
                 if outcome.kind is OutcomeKind.SENT:
-                    fresh.status = DeliveryStatus.SENT.value
-                    fresh.sent_at = now
-                    fresh.reason = None
-                elif outcome.kind is OutcomeKind.TEMPORARY:
-                    await self._retry_or_fail(fresh, outcome, now)
-                elif outcome.kind is OutcomeKind.PERMANENT:
-                    fresh.status = DeliveryStatus.FAILED.value
-                    fresh.reason = outcome.reason
-                    if outcome.new_address and endpoint is not None:
-                        await self._move_endpoint(session, endpoint, outcome.new_address, fresh, now)
-                    elif endpoint is not None:
-                        if outcome.blocked:
-                            await self.subscriptions.mark_blocked(
-                                session, endpoint, evidence={"delivery_id": fresh.id, "reason": outcome.reason}
-                            )
-                        else:
-                            endpoint.state = EndpointState.UNREACHABLE.value
-                            endpoint.updated_at = now
-                            session.add(endpoint)
-                elif outcome.kind is OutcomeKind.REJECTED:
-                    fresh.status = DeliveryStatus.FAILED.value
-                    fresh.reason = outcome.reason
-                elif outcome.kind is OutcomeKind.CHANNEL_WIDE:
-                    fresh.status = DeliveryStatus.DEFERRED.value
-                    fresh.reason = outcome.reason
-                    fresh.attempted_at = None
-                    fresh.retry_key = None
+                    sent_ids.append(row.id)  # type: ignore[arg-type]
                 else:
-                    fresh.status = DeliveryStatus.UNCERTAIN.value
-                    fresh.reason = outcome.reason
-                session.add(fresh)
-                if fresh.status != DeliveryStatus.PENDING.value:
-                    summary.finished[channel][fresh.status] += 1
-            if result.overall.kind is OutcomeKind.CHANNEL_WIDE:
+                    others.append((row, outcome))
+        async with self.db.write() as session:
+            connection = await session.connection()
+            for start in range(0, len(sent_ids), _IDS_PER_STATEMENT):
+                done = await connection.execute(
+                    update(Delivery).where(Delivery.id.in_(sent_ids[start : start + _IDS_PER_STATEMENT]))  # type: ignore[union-attr]
+                    .values(status=DeliveryStatus.SENT.value, sent_at=now, reason=None, claimed_by=None,
+                            lease_expires_at=None, updated_at=now)
+                )
+                summary.finished[channel][DeliveryStatus.SENT.value] += int(done.rowcount or 0)
+            if others:
+                fresh_rows = {
+                    fresh.id: fresh for fresh in (await session.exec(
+                        select(Delivery).where(Delivery.id.in_([row.id for row, _ in others]))  # type: ignore[union-attr]
+                    )).scalars().all()
+                }
+                endpoints = {
+                    endpoint.id: endpoint for endpoint in (await session.exec(
+                        select(Endpoint).where(Endpoint.id.in_({row.endpoint_id for row, _ in others}))  # type: ignore[union-attr]
+                    )).scalars().all()
+                }
+                for row, outcome in others:
+                    fresh = fresh_rows.get(row.id)
+                    if fresh is not None:
+                        await self._record_one(session, fresh, endpoints.get(row.endpoint_id), outcome, now)
+                        session.add(fresh)
+                        if fresh.status != DeliveryStatus.PENDING.value:
+                            summary.finished[channel][fresh.status] += 1
+            for live, _, result in batch:
+                if result.overall.kind is not OutcomeKind.CHANNEL_WIDE:
+                    continue
                 issue_id = live[0].issue_id
                 deferred = await session.exec(  # type: ignore[call-overload]
                     update(Delivery)
@@ -514,9 +543,48 @@ class Dispatcher:
                     .values(status=DeliveryStatus.DEFERRED.value, reason=result.overall.reason, updated_at=now,
                             claimed_by=None, lease_expires_at=None)
                 )
-                notice = ChannelNotice(channel, issue_id, result.overall.reason or "channel stopped",
-                                       len(live) + (deferred.rowcount or 0))
-        return notice
+                notices.append(ChannelNotice(channel, issue_id, result.overall.reason or "channel stopped",
+                                             len(live) + (deferred.rowcount or 0)))
+        return notices
+
+    async def _record_one(
+        self, session: AsyncSession, fresh: Delivery, endpoint: Endpoint | None, outcome: Outcome, now: datetime
+    ) -> None:
+        """Move one attempted row that was not simply sent, by its outcome (see :mod:`core.channels`)."""
+        fresh.claimed_by = None
+        fresh.lease_expires_at = None
+        fresh.updated_at = now
+        if outcome.kind is OutcomeKind.SENT:
+            fresh.status = DeliveryStatus.SENT.value
+            fresh.sent_at = now
+            fresh.reason = None
+        elif outcome.kind is OutcomeKind.TEMPORARY:
+            await self._retry_or_fail(fresh, outcome, now)
+        elif outcome.kind is OutcomeKind.PERMANENT:
+            fresh.status = DeliveryStatus.FAILED.value
+            fresh.reason = outcome.reason
+            if outcome.new_address and endpoint is not None:
+                await self._move_endpoint(session, endpoint, outcome.new_address, fresh, now)
+            elif endpoint is not None:
+                if outcome.blocked:
+                    await self.subscriptions.mark_blocked(
+                        session, endpoint, evidence={"delivery_id": fresh.id, "reason": outcome.reason}
+                    )
+                else:
+                    endpoint.state = EndpointState.UNREACHABLE.value
+                    endpoint.updated_at = now
+                    session.add(endpoint)
+        elif outcome.kind is OutcomeKind.REJECTED:
+            fresh.status = DeliveryStatus.FAILED.value
+            fresh.reason = outcome.reason
+        elif outcome.kind is OutcomeKind.CHANNEL_WIDE:
+            fresh.status = DeliveryStatus.DEFERRED.value
+            fresh.reason = outcome.reason
+            fresh.attempted_at = None
+            fresh.retry_key = None
+        else:
+            fresh.status = DeliveryStatus.UNCERTAIN.value
+            fresh.reason = outcome.reason
 
     async def _retry_or_fail(self, row: Delivery, outcome: Outcome, now: datetime) -> None:
         age = (now - row.first_attempted_at).total_seconds() if row.first_attempted_at else 0.0
@@ -551,3 +619,47 @@ class Dispatcher:
             row.retry_key = None
             row.reason = "chat migrated; re-sending to the new chat id"
             row.next_attempt_at = None
+
+
+class _Recorder:
+    """Records the outcomes of one round's requests in shared write transactions (group commit).
+
+    ``submit`` queues a request's outcome and returns at once; one background task records everything queued so far
+    in one transaction, then whatever arrived meanwhile, until nothing is left. ``close`` waits for it and re-raises
+    a recording error. Only recording is batched: every attempt mark is still its own transaction, committed before
+    its request starts.
+    """
+
+    def __init__(self, dispatcher: Dispatcher, channel: str, summary: DispatchSummary) -> None:
+        self.dispatcher = dispatcher
+        self.channel = channel
+        self.summary = summary
+        self._pending: list[tuple[list[Delivery], dict[int, str], SendResult]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._error: BaseException | None = None
+
+    def submit(self, live: list[Delivery], addresses: dict[int, str], result: SendResult) -> None:
+        self._pending.append((live, addresses, result))
+        if self._task is None or self._task.done():
+            self._collect(self._task)
+            self._task = asyncio.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        while self._pending:  # bounded: each pass takes everything queued; submits end with the round
+            batch, self._pending = self._pending, []
+            await self.dispatcher._record_many(self.channel, batch, self.summary)
+
+    def _collect(self, task: asyncio.Task[None] | None) -> None:
+        if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
+            self._error = self._error or task.exception()
+
+    async def close(self) -> None:
+        """Wait until every submitted outcome is recorded; raise the first recording error."""
+        if self._task is not None:
+            with contextlib.suppress(Exception):
+                await self._task
+            self._collect(self._task)
+        if self._pending and self._error is None:
+            await self._drain()
+        if self._error is not None:
+            raise self._error
