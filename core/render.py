@@ -35,6 +35,7 @@ Pure module: standard library and markdown-it-py only, no I/O.
 
 from __future__ import annotations
 
+import abc
 import functools
 import html
 import re
@@ -97,38 +98,47 @@ class _Context:
     in_quote: bool = False
 
 
-class _Dialect:
+class _Dialect(abc.ABC):
     """How one channel writes each construct. Subclasses: :class:`_TelegramHtml`, :class:`_PlainText`."""
 
     bullet = "• "
     pre_open: str | None = None  # how a preformatted block starts, when the dialect marks it up
 
+    @abc.abstractmethod
     def escape(self, text: str) -> str:
-        raise NotImplementedError
+        """Each dialect writes this construct its own way."""
 
+    @abc.abstractmethod
     def strong(self, inner: str) -> str:
-        raise NotImplementedError
+        """Each dialect writes this construct its own way."""
 
+    @abc.abstractmethod
     def em(self, inner: str) -> str:
-        raise NotImplementedError
+        """Each dialect writes this construct its own way."""
 
+    @abc.abstractmethod
     def code_inline(self, content: str, ctx: _Context) -> str:
-        raise NotImplementedError
+        """Each dialect writes this construct its own way."""
 
+    @abc.abstractmethod
     def link(self, inner: str, text: str, href: str, ctx: _Context) -> str:
-        raise NotImplementedError
+        """Each dialect writes this construct its own way."""
 
+    @abc.abstractmethod
     def image(self, alt: str, src: str, ctx: _Context) -> str:
-        raise NotImplementedError
+        """Each dialect writes this construct its own way."""
 
+    @abc.abstractmethod
     def heading(self, inner: str) -> str:
-        raise NotImplementedError
+        """Each dialect writes this construct its own way."""
 
+    @abc.abstractmethod
     def blockquote(self, inner: str, ctx: _Context) -> str:
-        raise NotImplementedError
+        """Each dialect writes this construct its own way."""
 
+    @abc.abstractmethod
     def code_block(self, content: str, info: str, ctx: _Context) -> str:
-        raise NotImplementedError
+        """Each dialect writes this construct its own way."""
 
 
 class _TelegramHtml(_Dialect):
