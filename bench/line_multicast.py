@@ -29,10 +29,6 @@ import asyncio
 import contextlib
 import json
 import math
-import os
-import resource
-import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -41,106 +37,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+import harness
+from harness import address_for, peak_rss_mb
+
 TOKEN = "sandbox-line-access-token"
 SECRET = "sandbox-line-channel-secret"
 MULTICAST = "/v2/bot/message/multicast"
 LINE_LIMIT = 200.0  # multicast requests/s (reference/line.md "Sending")
-TEXT_TITLE = "12月のIT通信"
-TEXT_BODY = "**二段階認証**を有効にしましょう。\n\n勉強会: 12月5日(金)19時〜 新宿 & オンライン"
 
 
 def user_id(index: int) -> str:
     """A LINE-shaped user id (``U`` + 32 hex digits), deterministic so the emulator and the database agree."""
-    return f"U{index:032x}"
-
-
-# ---------------------------------------------------------------------------------------------------- shared helpers
-
-
-async def import_readers(db: Any, channel: str, addresses: list[str], action: str) -> None:
-    """Import ``addresses`` as readers of ``channel`` in one write transaction: a subscriber, an ``active`` opt-in
-    endpoint and one ledger event (``action``; source ``import``) each. Bulk Core inserts (``consent.append`` costs a
-    round trip per event); the chain is built with :func:`core.consent.chain_hash` as ``append`` builds it and checked
-    with :func:`core.consent.verify_chain`. (Same helper as bench/telegram_rate.py: each script stands alone.)"""
-    from sqlalchemy import func, insert, select
-
-    from core import consent
-    from storage.models import Basis, ConsentEvent, ConsentSource, Endpoint, EndpointState, Subscriber
-    from storage.types import utcnow
-
-    now = utcnow()
-    async with db.write() as session:
-        conn = await session.connection()
-        key = await consent.ledger_key(session)
-        sub0 = (await conn.execute(select(func.coalesce(func.max(Subscriber.id), 0)))).scalar_one()
-        end0 = (await conn.execute(select(func.coalesce(func.max(Endpoint.id), 0)))).scalar_one()
-        head = (await conn.execute(select(ConsentEvent.id, ConsentEvent.hash)
-                                   .order_by(ConsentEvent.id.desc()).limit(1))).first()
-        last_id, prev_hash = (head[0], head[1]) if head else (0, consent.GENESIS_HASH)
-        await conn.execute(insert(Subscriber.__table__), [
-            {"id": sub0 + i, "created_at": now, "language": "ja"} for i in range(1, len(addresses) + 1)])
-        await conn.execute(insert(Endpoint.__table__), [
-            {"id": end0 + i, "subscriber_id": sub0 + i, "channel": channel, "address": address,
-             "state": EndpointState.ACTIVE.value, "basis": Basis.OPT_IN.value,
-             "friend": True if channel == "line" else None, "created_at": now, "updated_at": now}
-            for i, address in enumerate(addresses, start=1)])
-        events = []
-        for i, address in enumerate(addresses, start=1):
-            event = ConsentEvent(
-                id=last_id + i, occurred_at=now, subscriber_id=sub0 + i, endpoint_id=end0 + i, channel=channel,
-                action=action, basis=Basis.OPT_IN.value, source=ConsentSource.IMPORT.value, evidence={"import": "bench"},
-                address_hmac=consent.address_hmac(key, channel, address), prev_hash=prev_hash, hash="")
-            event.hash = prev_hash = consent.chain_hash(prev_hash, consent.hashed_record(event))
-            events.append(event.model_dump())
-        await conn.execute(insert(ConsentEvent.__table__), events)
-    async with db.read() as session:
-        chain = (await session.exec(select(ConsentEvent).order_by(ConsentEvent.id))).scalars().all()
-    problems = consent.verify_chain(chain)
-    if problems:
-        raise RuntimeError(f"imported ledger chain is broken: {problems[:3]}")
-
-
-async def new_issue(database_url: str, channels: list[str]) -> tuple[int, dict[str, int], float]:
-    """Create and enqueue the bench issue; returns (issue id, deliveries per channel, seconds the enqueue took)."""
-    from core.broadcast import IssueDraft, create_issue, enqueue
-    from storage.database import Database
-
-    db = Database(database_url)
-    try:
-        issue = await create_issue(db, IssueDraft(TEXT_TITLE, TEXT_BODY), created_by="bench")
-        started = time.perf_counter()
-        counts = await enqueue(db, issue.id, channels)
-        return int(issue.id), counts, time.perf_counter() - started
-    finally:
-        await db.dispose()
-
-
-async def delivery_statuses(database_url: str, issue_id: int) -> dict[str, int]:
-    """``{status: count}`` of the issue's deliveries."""
-    from sqlalchemy import func, select
-
-    from storage.database import Database
-    from storage.models import Delivery
-
-    db = Database(database_url)
-    try:
-        async with db.read() as session:
-            rows = (await session.exec(select(Delivery.status, func.count())  # type: ignore[call-overload]
-                                       .where(Delivery.issue_id == issue_id).group_by(Delivery.status))).all()
-        return {status: int(count) for status, count in rows}
-    finally:
-        await db.dispose()
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process in MB (Linux reports ``ru_maxrss`` in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
+    return address_for("line", index)
 
 
 # ---------------------------------------------------------------------------------------------------- the child
@@ -207,10 +115,8 @@ async def one_broadcast(kind: str, users: int, storm: int, rate: float, template
             await emulator.add_user(user_id(i), display_name=f"読者{i}", friend=True)
         emulator.rate_limit(multicast_per_second=LINE_LIMIT)
         rundir = workdir / kind
-        shutil.rmtree(rundir, ignore_errors=True)
-        shutil.copytree(template, rundir)
-        database_url = f"sqlite+aiosqlite:///{rundir / 'otayori.sqlite3'}"
-        issue_id, counts, enqueue_seconds = await new_issue(database_url, ["line"])
+        database_url = harness.fresh_copy(template, rundir)
+        issue_id, counts, enqueue_seconds = await harness.new_issue(database_url, ["line"])
         assert counts["line"] == users, counts
 
         if kind == "storm":
@@ -222,19 +128,7 @@ async def one_broadcast(kind: str, users: int, storm: int, rate: float, template
             watcher = asyncio.create_task(inject_at_half())
 
         timeout = 10 * math.ceil(users / 500) + 300
-        child = await asyncio.create_subprocess_exec(
-            sys.executable, str(Path(__file__).resolve()), "--child", url, str(rundir), str(issue_id), str(rate),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=str(ROOT))
-        try:
-            out, err = await asyncio.wait_for(child.communicate(), timeout=timeout)
-        finally:
-            if child.returncode is None:
-                child.kill()
-                await child.wait()
-        lines = [line for line in out.decode().splitlines() if line.startswith("{")]
-        if child.returncode != 0 or not lines:
-            raise RuntimeError(f"child failed ({child.returncode}): {err.decode()[-2000:]}")
-        result = json.loads(lines[-1])
+        result = await harness.run_child(__file__, ["--child", url, str(rundir), str(issue_id), str(rate)], timeout)
 
         calls = [r for r in emulator.requests if r.path == MULTICAST]
         times = sorted(r.at.timestamp() for r in calls)
@@ -246,30 +140,13 @@ async def one_broadcast(kind: str, users: int, storm: int, rate: float, template
             lost=sum(1 for i in range(users) if per_user[user_id(i)] == 0),
             duplicates=sum(n - 1 for n in per_user.values() if n > 1),
             wall=float(result["wall"]), enqueue=enqueue_seconds, rss_mb=float(result["rss_mb"]),
-            deliveries=await delivery_statuses(database_url, issue_id))
+            deliveries=(await harness.delivery_counts(database_url, issue_id)).get("line", {}))
     finally:
         if watcher is not None:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
         await emulator.stop()
-
-
-async def make_template(users: int, directory: Path) -> float:
-    """A migrated SQLite file with ``users`` imported LINE readers; returns the seconds the import took."""
-    from bots.sandbox.stack import sandbox_settings
-    from storage.database import Database
-    from storage.migrate import upgrade
-
-    settings = sandbox_settings(directory)
-    await asyncio.to_thread(upgrade, settings.database_url)
-    db = Database(settings.database_url)
-    try:
-        started = time.perf_counter()
-        await import_readers(db, "line", [user_id(i) for i in range(users)], "grant")
-        return time.perf_counter() - started
-    finally:
-        await db.dispose()
 
 
 def line_for(run: int, b: Broadcast) -> str:
@@ -282,20 +159,19 @@ def line_for(run: int, b: Broadcast) -> str:
 def report(users: int, storm: int, rate: float, runs: list[dict[str, Broadcast]], setup: dict[str, float],
            loads: tuple[str, str]) -> str:
     def med(kind: str, attr: str) -> float:
-        return statistics.median(getattr(r[kind], attr) for r in runs)
+        return harness.median_of(runs, kind, attr)
 
     goal = math.ceil(users / 500)
     clean_requests = int(med("clean", "requests"))
     wall = med("clean", "wall")
     rows = [
-        f"| clean | {clean_requests} (goal {goal}) | {med('clean', 'rate'):.1f} | {med('clean', 'peak_per_second'):.0f}"
-        f" | {med('clean', 'rate_limited'):.0f} | {wall:.1f} | {med('clean', 'enqueue'):.1f} | "
-        f"{max(r['clean'].lost for r in runs)} / {max(r['clean'].duplicates for r in runs)} | "
-        f"{med('clean', 'rss_mb'):.0f} |",
-        f"| 5xx storm ({storm} accepted-then-500) | {int(med('storm', 'requests'))} | {med('storm', 'rate'):.1f} | "
-        f"{med('storm', 'peak_per_second'):.0f} | {med('storm', 'rate_limited'):.0f} | {med('storm', 'wall'):.1f} | "
-        f"{med('storm', 'enqueue'):.1f} | {max(r['storm'].lost for r in runs)} / "
-        f"{max(r['storm'].duplicates for r in runs)} | {med('storm', 'rss_mb'):.0f} |",
+        [name, requests, f"{med(kind, 'rate'):.1f}", f"{med(kind, 'peak_per_second'):.0f}",
+         f"{med(kind, 'rate_limited'):.0f}", f"{med(kind, 'wall'):.1f}", f"{med(kind, 'enqueue'):.1f}",
+         f"{max(r[kind].lost for r in runs)} / {max(r[kind].duplicates for r in runs)}", f"{med(kind, 'rss_mb'):.0f}"]
+        for kind, name, requests in (
+            ("clean", "clean", f"{clean_requests} (goal {goal})"),
+            ("storm", f"5xx storm ({storm} accepted-then-500)", f"{int(med('storm', 'requests'))}"),
+        )
     ]
     ideal = goal / rate
     ok = (clean_requests == goal and all(r[k].lost == 0 and r[k].duplicates == 0 for r in runs for k in r)
@@ -305,10 +181,9 @@ def report(users: int, storm: int, rate: float, runs: list[dict[str, Broadcast]]
         f"emulator's 200 req/s limit; median of {len(runs)} run(s); import of the readers {setup['import']:.1f} s, "
         f"emulator users {setup['users']:.1f} s; load average (1/5/15 min) {loads[0]} before, {loads[1]} after:",
         "",
-        "| broadcast | multicast requests | req/s (span) | peak req in 1 s | 429s | dispatch wall (s) | enqueue (s) "
-        "| lost / duplicated (worst) | dispatcher peak RSS (MB) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-        *rows,
+        *harness.markdown_table(["broadcast", "multicast requests", "req/s (span)", "peak req in 1 s", "429s",
+                                 "dispatch wall (s)", "enqueue (s)", "lost / duplicated (worst)",
+                                 "dispatcher peak RSS (MB)"], rows),
         "",
         f"Request rate / LINE's 200 req/s: {med('clean', 'rate') / LINE_LIMIT:.3f} (our setting {rate:g}/s: "
         f"{med('clean', 'rate') / rate:.3f} of it). At {rate:g} req/s the {goal} requests would take about "
@@ -323,11 +198,11 @@ def report(users: int, storm: int, rate: float, runs: list[dict[str, Broadcast]]
 
 
 async def bench(users: int, runs: int, storm: int, rate: float) -> int:
-    before = load()
+    before = harness.load_average()
     results: list[dict[str, Broadcast]] = []
     with tempfile.TemporaryDirectory(prefix="otayori-bench-line-") as tmp:
         template = Path(tmp) / "template"
-        import_seconds = await make_template(users, template)
+        import_seconds = await harness.reader_template(template, {"line": [user_id(i) for i in range(users)]})
         from bots.sandbox.line_api import LineEmulator
 
         probe = LineEmulator(TOKEN, SECRET)
@@ -344,7 +219,7 @@ async def bench(users: int, runs: int, storm: int, rate: float) -> int:
                 print(line_for(run, sides[kind]), flush=True)
             results.append(sides)
     print()
-    print(report(users, storm, rate, results, setup, (before, load())))
+    print(report(users, storm, rate, results, setup, (before, harness.load_average())))
     bad = any(b.lost or b.duplicates for r in results for b in r.values())
     return 1 if bad else 0
 
@@ -357,7 +232,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=150.0, help="our LineSender rate, req/s (default 150)")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(ROOT))
     if args.child:
         url, workdir, issue_id, rate = args.child
         print(json.dumps(asyncio.run(child_ours(url, workdir, int(issue_id), float(rate)))), flush=True)

@@ -1,7 +1,8 @@
 """Opt-out race: withdrawals (解除) arriving while a broadcast is being sent -> deliveries after a withdrawal = 0.
 
 Per run: a fresh SQLite file with ``--recipients`` consented endpoints (LINE and Telegram, ``--telegram-share`` of them
-on Telegram; set-up as in ``bench/core_overhead.py``), one issue enqueued, then, at the same time in one event loop:
+on Telegram; set-up by ``bench/harness.py`` as for ``core_overhead.py``), one issue enqueued, then, at the same time
+in one event loop:
 
 * the real dispatcher with the real senders (``bots.app.open_runtime``) against the emulators, each in its own
   process. Our rate limits are lowered for the run (Telegram ``--telegram-rate``/s, LINE ``--line-rate`` multicasts/s)
@@ -28,20 +29,19 @@ import argparse
 import asyncio
 import os
 import random
-import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import core_overhead as co  # noqa: E402  (the emulators, bulk set-up and settings of the other benchmark)
+import harness
+from harness import Emulators, address_for
 
-ROOT = co.ROOT
+#: Upper bound (seconds) for one broadcast with its withdrawals.
+RUN_TIMEOUT = 900.0
 
 
-async def one_run(emulators: co.Emulators, counts: dict[str, int], args: argparse.Namespace, workdir: Path,
+async def one_run(emulators: Emulators, counts: dict[str, int], args: argparse.Namespace, workdir: Path,
                   number: int) -> dict[str, Any]:
     import aiohttp
     from sqlmodel import select
@@ -52,19 +52,22 @@ async def one_run(emulators: co.Emulators, counts: dict[str, int], args: argpars
     from storage.models import ConsentEvent, Delivery, Endpoint
 
     database_url = f"sqlite+aiosqlite:///{workdir / f'race{number}.sqlite3'}"
-    prepared = await co.prepare_run(database_url, counts)
+    readers = {channel: [address_for(channel, i) for i in range(count)] for channel, count in counts.items()}
+    await harness.reader_database(database_url, readers)
+    issue_id, _, _ = await harness.new_issue(database_url, list(counts))
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{emulators.telegram_url}/_emulator/sent?since=0") as answer:
             telegram_since = (await answer.json())["next"]
         async with http.post(f"{emulators.line_url}/_emulator/clear", json={}) as answer:
             await answer.read()
-    settings = co.bench_settings(database_url, {"telegram_url": emulators.telegram_url,
-                                                "line_url": emulators.line_url, "smtp_port": emulators.smtp_port}, 1)
+    settings = harness.emulator_settings(database_url, {"telegram_url": emulators.telegram_url,
+                                                        "line_url": emulators.line_url,
+                                                        "smtp_port": emulators.smtp_port}, 1)
     settings = settings.model_copy(update={"telegram_rate_per_second": args.telegram_rate,
                                            "line_multicast_rate_per_second": args.line_rate,
                                            "smtp_host": None})
     rng = random.Random(number)
-    everyone = [(channel, co.address_for(channel, i)) for channel, count in counts.items() for i in range(count)]
+    everyone = [(channel, address) for channel, addresses in readers.items() for address in addresses]
     chosen = rng.sample(everyone, args.withdrawals)
     committed_at: dict[tuple[str, str], float] = {}  # time.monotonic() when the withdrawal's transaction returned
     async with open_runtime(settings) as runtime:
@@ -80,8 +83,7 @@ async def one_run(emulators: co.Emulators, counts: dict[str, int], args: argpars
                 committed_at[(channel, address)] = time.monotonic()
 
         started = time.perf_counter()
-        await asyncio.wait_for(asyncio.gather(dispatcher.dispatch(prepared["issue_id"]), withdraw_all()),
-                               timeout=co.RUN_TIMEOUT)
+        await asyncio.wait_for(asyncio.gather(dispatcher.dispatch(issue_id), withdraw_all()), timeout=RUN_TIMEOUT)
         elapsed = time.perf_counter() - started
     # ---- the checks, from the database and from the emulators
     from storage.database import Database
@@ -90,7 +92,7 @@ async def one_run(emulators: co.Emulators, counts: dict[str, int], args: argpars
     try:
         async with db.read() as session:
             rows = (await session.exec(select(Delivery, Endpoint).join(Endpoint, Endpoint.id == Delivery.endpoint_id)
-                                       .where(Delivery.issue_id == prepared["issue_id"]))).all()
+                                       .where(Delivery.issue_id == issue_id))).all()
             withdraws = (await session.exec(select(ConsentEvent).where(ConsentEvent.action == "withdraw"))).all()
     finally:
         await db.dispose()
@@ -116,9 +118,7 @@ async def one_run(emulators: co.Emulators, counts: dict[str, int], args: argpars
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{emulators.telegram_url}/_emulator/sent?since={telegram_since}") as answer:
             telegram_sent = (await answer.json())["messages"]
-        async with http.get(f"{emulators.line_url}/_emulator/requests") as answer:
-            line_requests = [r for r in (await answer.json())["requests"]
-                             if r["path"].endswith("/multicast") and r["status"] == 200]
+    line_requests = await emulators.accepted_multicasts()
     received: dict[tuple[str, str], float | None] = {}
     for message in telegram_sent:
         key = ("telegram", str(message["chat_id"]))
@@ -140,7 +140,7 @@ async def main_async(args: argparse.Namespace) -> int:
     counts = {"line": args.recipients - telegram, "telegram": telegram}
     runs = []
     with tempfile.TemporaryDirectory(prefix="otayori-opt-out-race-") as tmp:
-        emulators = co.Emulators(Path(tmp))
+        emulators = Emulators(Path(tmp))
         emulators.start()
         try:
             await emulators.register(counts)
@@ -161,22 +161,21 @@ async def main_async(args: argparse.Namespace) -> int:
     print(f"Opt-out race — {args.recipients:,} recipients (LINE {counts['line']:,}, Telegram {counts['telegram']:,}), "
           f"{args.withdrawals:,} 解除 spread over {args.window:g} s during the broadcast; our limits set to Telegram "
           f"{args.telegram_rate:g}/s, LINE {args.line_rate:g} multicasts/s; SQLite; emulators in their own processes; "
-          f"median of {len(runs)} runs; load average (1/5/15 min): {co.load_average()}")
+          f"median of {len(runs)} runs; load average (1/5/15 min): {harness.load_average()}")
     print()
-    print("| measure | median | min | max | goal |")
-    print("|---|---|---|---|---|")
-    for name, key, goal in (
-        ("deliveries attempted after the person's withdrawal committed", "violations", "0"),
-        ("withdrawn people whose delivery is `skipped` but who received it (emulators)", "received_but_skipped", "0"),
-        ("withdrawals before their attempt -> `skipped`", "skipped", ""),
-        ("withdrawals after their attempt -> already `sent`", "sent_before", ""),
-        ("… of which still in flight at the withdrawal (emulator accepted after it)", "in_flight", ""),
-        ("broadcast wall time (s)", "elapsed", ""),
-    ):
-        values = [r[key] for r in runs]
-        fmt = "{:.1f}" if key == "elapsed" else "{:,.0f}"
-        print(f"| {name} | {fmt.format(statistics.median(values))} | {fmt.format(min(values))} | "
-              f"{fmt.format(max(values))} | {goal} |")
+    rows = [
+        harness.spread_row(name, [r[key] for r in runs], "{:.1f}" if key == "elapsed" else "{:,.0f}", goal)
+        for name, key, goal in (
+            ("deliveries attempted after the person's withdrawal committed", "violations", "0"),
+            ("withdrawn people whose delivery is `skipped` but who received it (emulators)", "received_but_skipped",
+             "0"),
+            ("withdrawals before their attempt -> `skipped`", "skipped", ""),
+            ("withdrawals after their attempt -> already `sent`", "sent_before", ""),
+            ("… of which still in flight at the withdrawal (emulator accepted after it)", "in_flight", ""),
+            ("broadcast wall time (s)", "elapsed", ""),
+        )
+    ]
+    print("\n".join(harness.markdown_table(harness.SPREAD_COLUMNS, rows)))
     bad = [r for r in runs if r["violations"] or r["received_but_skipped"] or r["not_final"] or r["other"]]
     print()
     print(f"Total violations over all runs: {sum(r['violations'] + r['received_but_skipped'] for r in runs)}; "

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from telegram import Bot
 from telegram.ext import Application
+from telegram.request import HTTPXRequest
 
 from bots.telegram import TelegramBot, TelegramSender
 from core.channels import ChannelSender
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between background dispatcher rounds in ``run`` (picks up retries and deliveries left by other processes).
 DISPATCH_INTERVAL = 2.0
+#: HTTP connections of the sending bot's pool: one per dispatcher worker (DispatchPolicy.concurrency) and a spare.
+TELEGRAM_CONNECTIONS = DispatchPolicy.concurrency + 1
 
 
 @dataclass
@@ -108,8 +111,11 @@ async def open_runtime(settings: Settings, *, telegram_updates: bool = False) ->
                 )
                 runtime.telegram_bot = runtime.telegram_app.bot
             else:
+                # PTB's default request object holds one connection: every send would wait for the previous answer.
+                # One connection per dispatcher worker lets the rate limit, not the round trip, set the pace.
                 runtime.telegram_bot = Bot(token, base_url=settings.telegram_api_url,
-                                           base_file_url=settings.telegram_file_url)
+                                           base_file_url=settings.telegram_file_url,
+                                           request=HTTPXRequest(connection_pool_size=TELEGRAM_CONNECTIONS))
             runtime.senders["telegram"] = TelegramSender(runtime.telegram_bot, settings.telegram_rate_per_second)
         if settings.line_enabled:
             from linebot.v3.messaging import AsyncApiClient, AsyncMessagingApi, Configuration

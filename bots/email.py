@@ -10,7 +10,7 @@ What it guarantees (issue 3 item 5; facts: reference/email-and-law.md "aiosmtpli
   repeated on one session; RSET after a refused transaction). A session that dropped, timed out or answered 421 is
   discarded and a new one opened for the next message. A reused session that turns out dead at MAIL (the relay
   closed it while idle) is replaced and the message tried once more at once: nothing had been sent.
-* **Rate limit**: ``aiolimiter.AsyncLimiter(rate_per_second, 1)`` — messages per second over all sessions.
+* **Rate limit**: :func:`bots.pacing.paced_limiter` (aiolimiter, one message every 1/rate seconds) — messages per second over all sessions.
 * **Classification** into :class:`core.channels.Outcome` by the phase of the failure and the reply (RFC 5321 4.2,
   RFC 3463 enhanced status codes when the reply carries one), summarised in :func:`classify_reply`. A disconnect or
   time-out inside ``data()`` is ``uncertain``: aiosmtplib raises the same ``SMTPServerDisconnected`` whether the drop
@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import aiosmtplib
-from aiolimiter import AsyncLimiter
 
+from bots.pacing import paced_limiter
 from core.channels import OutboundMessage, Outcome, OutcomeKind, SendResult
 from core.settings import ENV_PREFIX, ConfigError
 
@@ -226,11 +226,7 @@ class SmtpSender:
         self.envelope_from = envelope_from
         self.compose = compose
         self.connections = connections
-        # AsyncLimiter(rate, 1): up to `rate` messages in any second. Below 1/s that bucket could never hold one
-        # message (aiolimiter raises), so the same rate is expressed as one message per 1/rate seconds.
-        self.limiter = (
-            AsyncLimiter(rate_per_second, 1.0) if rate_per_second >= 1 else AsyncLimiter(1, 1.0 / rate_per_second)
-        )
+        self.limiter = paced_limiter(rate_per_second)  # no burst: see bots.pacing
         self._slots = asyncio.Semaphore(connections)
         self._idle: list[aiosmtplib.SMTP] = []
         self._local_hostname: str | None = None
@@ -249,11 +245,18 @@ class SmtpSender:
         address = message.recipients[0]
         endpoint_id = message.endpoint_ids[0] if message.endpoint_ids else 0
         raw = self.compose(message, address, endpoint_id)
-        return SendResult(await self.send_raw(address, raw))
+        return SendResult(await self.send_raw(address, raw, turn_taken=message.turn_taken))
 
-    async def send_raw(self, to: str, raw: bytes) -> Outcome:
-        """Send ready-made message bytes (e.g. a confirmation email) to ``to``; same pool, limit and outcomes."""
+    async def take_turn(self) -> None:
+        """Wait until the rate limit (messages/s) lets one more message go, and count it; the dispatcher calls it
+        before the attempt mark (see :class:`core.channels.ChannelSender`)."""
         await self.limiter.acquire()
+
+    async def send_raw(self, to: str, raw: bytes, *, turn_taken: bool = False) -> Outcome:
+        """Send ready-made message bytes (e.g. a confirmation email) to ``to``; same pool, limit and outcomes.
+        ``turn_taken``: the caller already waited for the rate limit (:meth:`take_turn`)."""
+        if not turn_taken:
+            await self.limiter.acquire()
         async with self._slots:
             conn = self._take_idle()
             reused = conn is not None

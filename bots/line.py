@@ -16,7 +16,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from aiolimiter import AsyncLimiter
 from linebot.v3.exceptions import InvalidSignatureError
 from linebot.v3.messaging import (
     ApiException,
@@ -41,6 +40,7 @@ from linebot.v3.webhooks import (
     UnfollowEvent,
 )
 
+from bots.pacing import paced_limiter
 from core.channels import OutboundMessage, Outcome, OutcomeKind, SendResult
 from core.inbound import RawEventStore, finish_processing
 from core.subscriptions import ChatContext, Reply, SubscriptionService
@@ -235,7 +235,7 @@ class LineSender:
     def __init__(self, api: AsyncMessagingApi, rate_per_second: float, retry_waits: tuple[float, ...] = RETRY_WAITS,
                  request_timeout: float = MULTICAST_TIMEOUT) -> None:
         self.api = api
-        self.limiter = AsyncLimiter(rate_per_second, 1.0)
+        self.limiter = paced_limiter(rate_per_second)
         self.retry_waits = retry_waits
         self.request_timeout = request_timeout
 
@@ -261,39 +261,45 @@ class LineSender:
         for index, group in enumerate(groups):
             key = message.retry_key if index == 0 else str(uuid.uuid5(uuid.UUID(message.retry_key), str(index)))
             request = MulticastRequest(to=list(message.recipients), messages=[TextMessage(text=t) for t in group])
-            outcome = await self._multicast(request, key)
+            outcome = await self._multicast(request, key, turn_taken=message.turn_taken and index == 0)
             if outcome.kind is not OutcomeKind.SENT:
                 return SendResult(outcome)
         return SendResult(Outcome.sent())
 
-    async def _multicast(self, request: MulticastRequest, retry_key: str) -> Outcome:
+    async def take_turn(self) -> None:
+        """Wait until the request-rate limit (multicast requests/s) lets one more request start, and count it; the
+        dispatcher calls it before the attempt mark (see :class:`core.channels.ChannelSender`)."""
+        await self.limiter.acquire()
+
+    async def _multicast(self, request: MulticastRequest, retry_key: str, *, turn_taken: bool = False) -> Outcome:
         last: Outcome = Outcome(OutcomeKind.TEMPORARY, reason="not attempted")
-        for wait in (0.0, *self.retry_waits):
+        for attempt, wait in enumerate((0.0, *self.retry_waits)):
             if wait:
                 await asyncio.sleep(wait)
-            async with self.limiter:
-                try:
-                    await self.api.multicast(request, x_line_retry_key=retry_key, _request_timeout=self.request_timeout)
-                    return Outcome.sent()
-                except ApiException as exc:
-                    body = exc.body or ""
-                    if exc.status == ALREADY_ACCEPTED_STATUS:
-                        return Outcome.sent()  # the same retry key was accepted before: it was sent
-                    if exc.status == 429 and MONTHLY_LIMIT_TEXT in body:
-                        return Outcome(OutcomeKind.CHANNEL_WIDE, reason="LINE monthly message limit reached")
-                    if exc.status == 429 or (exc.status or 0) >= 500:
-                        last = Outcome(OutcomeKind.TEMPORARY, reason=f"LINE {exc.status}: {_message(body)}")
-                        continue  # the identical request, same key
-                    if exc.status in (401, 403):
-                        return Outcome(OutcomeKind.CHANNEL_WIDE, reason=f"LINE {exc.status}: {_message(body)}")
-                    return Outcome(OutcomeKind.REJECTED, reason=f"LINE {exc.status}: {_message(body)}")
-                except (TimeoutError, OSError) as exc:
+            if not (turn_taken and attempt == 0):  # a retry is a new request: it takes its own turn
+                await self.limiter.acquire()
+            try:
+                await self.api.multicast(request, x_line_retry_key=retry_key, _request_timeout=self.request_timeout)
+                return Outcome.sent()
+            except ApiException as exc:
+                body = exc.body or ""
+                if exc.status == ALREADY_ACCEPTED_STATUS:
+                    return Outcome.sent()  # the same retry key was accepted before: it was sent
+                if exc.status == 429 and MONTHLY_LIMIT_TEXT in body:
+                    return Outcome(OutcomeKind.CHANNEL_WIDE, reason="LINE monthly message limit reached")
+                if exc.status == 429 or (exc.status or 0) >= 500:
+                    last = Outcome(OutcomeKind.TEMPORARY, reason=f"LINE {exc.status}: {_message(body)}")
+                    continue  # the identical request, same key
+                if exc.status in (401, 403):
+                    return Outcome(OutcomeKind.CHANNEL_WIDE, reason=f"LINE {exc.status}: {_message(body)}")
+                return Outcome(OutcomeKind.REJECTED, reason=f"LINE {exc.status}: {_message(body)}")
+            except (TimeoutError, OSError) as exc:
+                last = Outcome(OutcomeKind.TEMPORARY, reason=f"LINE network error: {type(exc).__name__}")
+            except Exception as exc:  # aiohttp errors: the SDK does not wrap them (reference/line.md)
+                if type(exc).__module__.startswith("aiohttp"):
                     last = Outcome(OutcomeKind.TEMPORARY, reason=f"LINE network error: {type(exc).__name__}")
-                except Exception as exc:  # aiohttp errors: the SDK does not wrap them (reference/line.md)
-                    if type(exc).__module__.startswith("aiohttp"):
-                        last = Outcome(OutcomeKind.TEMPORARY, reason=f"LINE network error: {type(exc).__name__}")
-                        continue
-                    raise
+                    continue
+                raise
         return last
 
 

@@ -14,7 +14,6 @@ import re
 import time
 from typing import Any
 
-from aiolimiter import AsyncLimiter
 from telegram import (
     BotCommand,
     ChatMemberUpdated,
@@ -36,6 +35,7 @@ from telegram.ext import (
     filters,
 )
 
+from bots.pacing import paced_limiter
 from core.channels import OutboundMessage, Outcome, OutcomeKind, SendResult
 from core.subscriptions import ChatContext, Reply, SubscriptionService
 
@@ -181,7 +181,7 @@ class TelegramSender:
 
     def __init__(self, bot: Any, rate_per_second: float, per_chat_interval: float = 1.0) -> None:
         self.bot = bot
-        self.limiter = AsyncLimiter(rate_per_second, 1.0)
+        self.limiter = paced_limiter(rate_per_second)
         self.per_chat_interval = per_chat_interval
         self._paused_until = 0.0  # time.monotonic() before which no request starts (after a 429)
 
@@ -198,11 +198,15 @@ class TelegramSender:
         index = 0
         last_answer: float | None = None  # time.monotonic() of the previous part's answer in this chat
         mid_issue_retries = 0
+        turn_taken = message.turn_taken  # the dispatcher already waited for this message's first turn
         while index < len(parts):  # bounded: index only grows, except MID_ISSUE_RETRIES inline resends
             if last_answer is not None:
                 # Telegram allows about 1 message/s in one chat; sleep outside the overall limiter.
                 await asyncio.sleep(max(0.0, last_answer + self.per_chat_interval - time.monotonic()))
-            await self._wait_turn()
+            if turn_taken:
+                turn_taken = False
+            else:
+                await self.take_turn()
             try:
                 await self.bot.send_message(
                     chat_id=chat_id, text=parts[index], parse_mode=parse_mode, link_preview_options=_NO_PREVIEW
@@ -255,8 +259,9 @@ class TelegramSender:
     def _pause(self, seconds: float) -> None:
         self._paused_until = max(self._paused_until, time.monotonic() + seconds)
 
-    async def _wait_turn(self) -> None:
-        """Wait out a 429 pause, then take one unit of the overall rate; again if a 429 arrived meanwhile."""
+    async def take_turn(self) -> None:
+        """Wait out a 429 pause, then take one unit of the overall rate (messages/s); again if a 429 arrived
+        meanwhile. The dispatcher calls it before the attempt mark (see :class:`core.channels.ChannelSender`)."""
         for _ in range(_MAX_PAUSES_PER_REQUEST):
             delay = self._paused_until - time.monotonic()
             if delay > 0:
@@ -266,7 +271,7 @@ class TelegramSender:
                 return
 
 
-#: How many successive 429 pauses one request waits out before it goes anyway (bounds ``_wait_turn``).
+#: How many successive 429 pauses one request waits out before it goes anyway (bounds ``take_turn``).
 _MAX_PAUSES_PER_REQUEST = 20
 _TAG_RE = re.compile(r"<[^<>]*>")
 

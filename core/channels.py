@@ -69,6 +69,9 @@ class OutboundMessage:
     #: The issue itself, for channels that render per recipient (email: multipart text + HTML).
     title: str = ""
     body_markdown: str = ""
+    #: True when the dispatcher already waited for the sender's rate limit (``take_turn``) for this message's first
+    #: request: the sender must not take a second turn for it (later requests of the message take their own).
+    turn_taken: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,11 +86,16 @@ class SendResult:
 
 
 class ChannelSender(Protocol):
-    """Sends issues on one channel. Implementations live in ``bots/`` (telegram.py, line.py).
+    """Sends issues on one channel. Implementations live in ``bots/`` (telegram.py, line.py, email.py).
 
     ``channel``: ``line``/``telegram``/``email``. ``max_recipients``: recipients per request (Telegram 1; LINE
-    multicast 500: reference/line.md). The dispatcher renders the issue (core.render); ``send`` never raises for a platform answer; it returns a
-    :class:`SendResult`. It may raise only for programming errors.
+    multicast 500: reference/line.md). The dispatcher renders the issue (core.render); ``send`` never raises for a
+    platform answer; it returns a :class:`SendResult`. It may raise only for programming errors.
+
+    A sender with a rate limit also has ``async def take_turn(self) -> None``: wait until the limit lets one more
+    request start, and count it. The dispatcher calls it *before* the attempt mark and then sends a message with
+    ``turn_taken=True``, so no rate-limit wait sits between the consent re-check and the request (DESIGN.md "stops
+    at once"). Senders without it are sent to right after the mark.
     """
 
     channel: str

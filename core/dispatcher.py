@@ -1,16 +1,18 @@
 """The dispatcher: claims due deliveries, re-checks consent, commits an attempt mark, sends, records the outcome.
 
 The state machine is DESIGN.md "Delivery: an outbox"; the failure classes are :mod:`core.channels`. In order, for
-every request (one Telegram message, one LINE multicast of <= 500 recipients):
+every request (one Telegram message, one LINE multicast of <= 500 recipients, one email):
 
 1. **claim**: ``UPDATE delivery SET status='sending', claimed_by, lease_expires_at … WHERE id IN (SELECT … LIMIT n)
    RETURNING …`` (PostgreSQL adds ``FOR UPDATE SKIP LOCKED``): atomic, so a row is claimed once even when ``run`` and a
    CLI broadcast dispatch at the same time;
-2. **attempt mark**: in one write transaction, just before the request, consent is re-checked with the broadcast's own
+2. **turn**: the sender's rate limit is waited for first (``take_turn``), so nothing waits between the next two steps;
+3. **attempt mark**: in one write transaction, just before the request, consent is re-checked with the broadcast's own
    rule (:mod:`core.eligibility`) — rows whose consent is gone become ``skipped`` — and the rest get ``attempted_at``
-   (and, for LINE, the batch's retry key) committed. "Stops at once" means no send starts after a withdrawal commits;
-3. **send** through the channel's sender (which applies the channel's rate limit);
-4. **record**: sent / pending again (temporary, with ``next_attempt_at``) / failed (+ endpoint unreachable) /
+   (and, for LINE, the batch's retry key) committed. Marks of requests that are ready at the same moment share one
+   transaction (group commit). "Stops at once" means no request starts after a withdrawal commits;
+4. **send** through the channel's sender;
+5. **record**: sent / pending again (temporary, with ``next_attempt_at``) / failed (+ endpoint unreachable) /
    deferred (channel-wide stop) / uncertain.
 
 After a crash, rows whose lease ran out return to ``pending`` when they were never attempted; attempted LINE rows
@@ -31,7 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, literal, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -113,6 +115,10 @@ class Dispatcher:
         self.owner = owner or default_owner()
         self.clock = clock
         self._rendered: dict[tuple[int, str], tuple[tuple[str, ...], tuple[str, ...], str, str]] = {}
+        # The two statements run for every request, built once (SQLAlchemy statement construction costs more CPU
+        # than SQLite executing them; the compiled form is cached by SQLAlchemy either way).
+        self._mark_statement = _mark_statement()
+        self._sent_statement = _sent_statement()
 
     # ---- public ---------------------------------------------------------------------------------------------
 
@@ -176,61 +182,100 @@ class Dispatcher:
     ) -> None:
         sender = self.senders[channel]
         stopped: set[int] = set()  # issues whose channel hit a channel-wide stop in this run
-        heartbeat: asyncio.Task[None] | None = None
-        try:
-            while True:
-                if heartbeat is None or heartbeat.done():
-                    if not await self.acquire_channel(channel):
-                        # Another dispatcher sends on this channel (limits hold across processes): it will send
-                        # these rows too; wait for it, or for its lease to run out after a crash.
-                        if not wait_for_retries or await self._seconds_until_next_due(channel, issue_id) is None:
-                            return
-                        await asyncio.sleep(1.0)
-                        continue
-                    heartbeat = asyncio.create_task(self._keep_channel(channel))
-                if not await self._round(channel, sender, issue_id, summary, stopped, wait_for_retries):
+        while True:  # bounded: each pass ends when nothing is due, or re-acquires a lost channel lease
+            if not await self.acquire_channel(channel):
+                # Another dispatcher sends on this channel (limits hold across processes): it will send these rows
+                # too; wait for it, or for its lease to run out after a crash.
+                if not wait_for_retries or await self._seconds_until_next_due(channel, issue_id) is None:
                     return
-        finally:
-            if heartbeat is not None:
+                await asyncio.sleep(1.0)
+                continue
+            heartbeat = asyncio.create_task(self._keep_channel(channel))
+            try:
+                finished = await self._pump(channel, sender, issue_id, summary, stopped, wait_for_retries, heartbeat)
+            finally:
                 heartbeat.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await heartbeat
                 await self.release_channel(channel)
+            if finished:
+                return
 
-    async def _round(
+    async def _pump(
         self, channel: str, sender: ChannelSender, issue_id: int | None, summary: DispatchSummary,
-        stopped: set[int], wait_for_retries: bool,
+        stopped: set[int], wait_for_retries: bool, heartbeat: asyncio.Task[None],
     ) -> bool:
-        """One claim-and-send round; False when the loop should end."""
-        claimed = await self._claim(channel, issue_id, self.policy.claim_size)
-        claimed = [row for row in claimed if row.issue_id not in stopped]
-        if not claimed:
-            if not wait_for_retries:
-                return False
-            wait = await self._seconds_until_next_due(channel, issue_id)
-            if wait is None:
-                return False
-            await asyncio.sleep(min(max(wait, 0.05), 5.0))
-            return True
-        requests = self._group(sender, claimed)
-        semaphore = asyncio.Semaphore(self.policy.concurrency)
-        recorder = _Recorder(self, channel, summary)
+        """Claim due rows and feed their requests to ``policy.concurrency`` workers through a bounded queue.
 
-        async def run(group: list[Delivery]) -> None:
-            async with semaphore:
+        The next claim runs while the workers send (no pause between batches), and at most ``concurrency`` requests
+        wait in the queue, so memory stays bounded by ``claim_size`` rows whatever the audience. Returns True when
+        nothing is due (or, with ``wait_for_retries``, nothing is pending at all), False when the channel lease was
+        lost. Raises the first error a worker met (a database failure, not a platform answer: those are outcomes).
+        """
+        workers = max(1, self.policy.concurrency)
+        queue: asyncio.Queue[list[Delivery]] = asyncio.Queue(maxsize=workers)
+        marker = _Marker(self, channel, summary)
+        recorder = _Recorder(self, channel, summary)
+        failures: list[BaseException] = []
+        tasks = [asyncio.create_task(self._work(queue, sender, summary, stopped, marker, recorder, failures))
+                 for _ in range(workers)]
+        # A LINE request carries up to 500 recipients: claim enough rows to keep every worker busy.
+        claim_size = max(self.policy.claim_size, sender.max_recipients * workers)
+        try:
+            while True:  # bounded: every pass claims rows (finite) or waits for the next due row, or returns
+                if failures:
+                    raise failures[0]
+                if heartbeat.done():
+                    await queue.join()
+                    return False
+                claimed = await self._claim(channel, issue_id, claim_size, exclude=stopped)
+                if not claimed:
+                    await queue.join()  # in-flight requests may put rows back (retries): wait for their outcomes
+                    await recorder.close()
+                    if failures:
+                        raise failures[0]
+                    if not wait_for_retries:
+                        return True
+                    wait = await self._seconds_until_next_due(channel, issue_id)
+                    if wait is None:
+                        return True
+                    await asyncio.sleep(min(max(wait, 0.05), 5.0))
+                    continue
+                for group in self._group(sender, claimed):
+                    await queue.put(group)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await recorder.close()
+
+    async def _work(
+        self, queue: asyncio.Queue[list[Delivery]], sender: ChannelSender, summary: DispatchSummary,
+        stopped: set[int], marker: _Marker, recorder: _Recorder, failures: list[BaseException],
+    ) -> None:
+        """One worker: take a request's rows from ``queue`` and attempt it, until cancelled.
+
+        Platform failures are outcomes (recorded); anything else (the database) is put in ``failures`` for the pump
+        to raise, and later requests are left claimed: their lease runs out and recovery returns them to ``pending``
+        (never attempted), so nothing is lost.
+        """
+        while True:
+            group = await queue.get()
+            try:
+                if failures:
+                    continue
                 if group[0].issue_id in stopped:
                     await self._release(group)
-                    return
-                notice = await self._attempt(sender, group, summary, recorder)
+                    continue
+                notice = await self._attempt(sender, group, summary, recorder, marker)
                 if notice is not None:
                     stopped.add(notice.issue_id)
                     summary.notices.append(notice)
-
-        try:
-            await asyncio.gather(*(run(group) for group in requests))
-        finally:
-            await recorder.close()
-        return True
+            except Exception as exc:  # noqa: BLE001 - handed to the pump, which raises it
+                log.exception("dispatch worker failed on the %s channel", sender.channel)
+                failures.append(exc)
+            finally:
+                queue.task_done()
 
     # ---- the per-channel lease ------------------------------------------------------------------------------------
 
@@ -283,7 +328,10 @@ class Dispatcher:
             groups.extend(issue_rows[i : i + size] for i in range(0, len(issue_rows), size))
         return groups
 
-    async def _claim(self, channel: str, issue_id: int | None, limit: int) -> list[Delivery]:
+    async def _claim(
+        self, channel: str, issue_id: int | None, limit: int, *, exclude: set[int] | None = None
+    ) -> list[Delivery]:
+        """Atomically take up to ``limit`` due rows of ``channel`` (oldest issue first; not of ``exclude`` issues)."""
         now = self.clock()
         async with self.db.write() as session:
             due = (
@@ -293,11 +341,15 @@ class Dispatcher:
                     Delivery.status == DeliveryStatus.PENDING.value,
                     (Delivery.next_attempt_at.is_(None)) | (Delivery.next_attempt_at <= now),  # type: ignore[union-attr,operator]
                 )
-                .order_by(Delivery.id)  # type: ignore[arg-type]
+                # (issue_id, id) follows ix_delivery_pending (channel, status, issue_id, id): the database walks the
+                # pending rows in order instead of skipping every row already sent (quadratic over a broadcast).
+                .order_by(Delivery.issue_id, Delivery.id)  # type: ignore[arg-type]
                 .limit(limit)
             )
             if issue_id is not None:
                 due = due.where(Delivery.issue_id == issue_id)
+            if exclude:
+                due = due.where(Delivery.issue_id.not_in(exclude))  # type: ignore[attr-defined]
             if self.db.is_postgresql:
                 due = due.with_for_update(skip_locked=True)
             statement = (
@@ -365,70 +417,25 @@ class Dispatcher:
 
     async def _attempt(
         self, sender: ChannelSender, group: list[Delivery], summary: DispatchSummary,
-        recorder: _Recorder | None = None,
+        recorder: _Recorder | None = None, marker: _Marker | None = None,
     ) -> ChannelNotice | None:
-        """Attempt mark (consent re-check in the same write transaction), then the request, then its outcome.
+        """Rate-limit turn, attempt mark (consent re-check in the same write transaction), the request, its outcome.
 
-        The mark is one ``UPDATE … RETURNING`` whose WHERE holds the ownership check and the consent rule of
-        :func:`core.eligibility.consented_clause` (one more ``UPDATE`` for rows now ``skipped``), committed before
-        the request starts. The outcome is handed to
-        ``recorder`` (recorded in a shared transaction with other requests' outcomes) or, without one, or when the
-        channel must stop, recorded before returning.
+        The sender's turn is taken first (``take_turn``, when the sender has one), so the request starts as soon as
+        its mark commits: no wait for the rate limit between the consent re-check and the request. The mark is made
+        by ``marker`` (shared with other workers' requests in one transaction: group commit) or on its own; see
+        :meth:`_mark_many`. The outcome is handed to ``recorder`` (recorded in a shared transaction with other
+        requests' outcomes) or, without one, or when the channel must stop, recorded before returning.
         """
         channel = sender.channel
         issue_id = group[0].issue_id
-        now = self.clock()
-        by_id = {row.id: row for row in group}
-        addresses: dict[int, str] = {}
-        async with self.db.write() as session:
-            connection = await session.connection()
-            retry_key = next((row.retry_key for row in group if row.retry_key), None)
-            if channel == "line" and retry_key is None:
-                retry_key = str(uuid.uuid4())
-            # One UPDATE is the consent re-check and the attempt mark together: it marks only rows that are still ours
-            # (a recovery after our lease ran out may have taken them: on PostgreSQL the UPDATE waits for such a
-            # transaction and re-checks this WHERE on the committed row) and whose endpoint passes the broadcast's own
-            # consent rule — or that repeat an attempted LINE request with its retry key (not a new send). RETURNING
-            # gives each row's address as it is now.
-            # Correlated (EXISTS per row, a primary-key look-up), not "endpoint_id IN (every consented endpoint)",
-            # which SQLite would compute over the whole audience for every request.
-            consented = select(Endpoint.id).where(Endpoint.id == Delivery.endpoint_id, consented_clause()).exists()
-            address = select(Endpoint.address).where(Endpoint.id == Delivery.endpoint_id).scalar_subquery()
-            marked = (await connection.execute(
-                update(Delivery)
-                .where(Delivery.id.in_(list(by_id)), Delivery.status == DeliveryStatus.SENDING.value,  # type: ignore[union-attr]
-                       Delivery.claimed_by == self.owner,
-                       consented
-                       | (Delivery.retry_key.is_not(None) & Delivery.attempted_at.is_not(None)))  # type: ignore[union-attr]
-                .values(attempted_at=now, attempts=Delivery.attempts + 1, updated_at=now,
-                        first_attempted_at=func.coalesce(Delivery.first_attempted_at, literal(now, UTCDateTime())),
-                        retry_key=retry_key if channel == "line" else None)
-                .returning(Delivery.id, Delivery.first_attempted_at, Delivery.attempts, address.label("address"))
-            )).all()
-            live: list[Delivery] = []
-            for fresh in sorted(marked, key=lambda item: item.id):
-                # Mirror the mark on the claimed object (what the outcome's recording and the retry policy read).
-                row = by_id[fresh.id]
-                row.attempted_at = now
-                row.first_attempted_at = fresh.first_attempted_at
-                row.attempts = fresh.attempts
-                row.retry_key = retry_key if channel == "line" else None
-                addresses[row.endpoint_id] = fresh.address or ""
-                live.append(row)
-            if len(live) < len(group):
-                # The rest that is still ours lost its consent (or its endpoint) since the broadcast: skipped.
-                skipped = (await connection.execute(
-                    update(Delivery)
-                    .where(Delivery.id.in_([i for i in by_id if i not in {row.id for row in live}]),  # type: ignore[union-attr]
-                           Delivery.status == DeliveryStatus.SENDING.value, Delivery.claimed_by == self.owner)
-                    .values(status=DeliveryStatus.SKIPPED.value, claimed_by=None, lease_expires_at=None,
-                            updated_at=now,
-                            reason="consent withdrawn or endpoint not active when the attempt was about to start")
-                    .returning(Delivery.id)
-                )).all()
-                for (row_id,) in skipped:
-                    by_id[row_id].status = DeliveryStatus.SKIPPED.value
-                    summary.finished[channel][DeliveryStatus.SKIPPED.value] += 1
+        take_turn = getattr(sender, "take_turn", None)
+        if take_turn is not None:
+            await take_turn()
+        if marker is not None:
+            live, addresses, retry_key = await marker.mark(group)
+        else:
+            live, addresses, retry_key = (await self._mark_many(channel, summary, [group]))[0]
         if not live:
             return None
         parts, plain, title, body = await self._render(issue_id, channel)
@@ -441,6 +448,7 @@ class Dispatcher:
             endpoint_ids=tuple(row.endpoint_id for row in live),
             title=title,
             body_markdown=body,
+            turn_taken=take_turn is not None,
         )
         try:
             result = await sender.send(message)
@@ -454,6 +462,66 @@ class Dispatcher:
             return None
         notices = await self._record_many(channel, [(live, addresses, result)], summary)
         return notices[0] if notices else None
+
+    async def _mark_many(
+        self, channel: str, summary: DispatchSummary, groups: list[list[Delivery]]
+    ) -> list[tuple[list[Delivery], dict[int, str], str | None]]:
+        """Attempt marks for several requests in one write transaction (committed before any of them starts).
+
+        ``groups``: each request's claimed rows. Returns per group ``(live rows, {endpoint_id: address}, retry
+        key)``: the rows to send now; the group's other rows became ``skipped`` (consent or endpoint gone). One
+        ``UPDATE … RETURNING`` per LINE request (each has its own retry key) and one for all other requests.
+        """
+        now = self.clock()
+        results: list[tuple[list[Delivery], dict[int, str], str | None]] = []
+        by_id: dict[int, Delivery] = {}
+        keys: list[str | None] = []
+        for group in groups:
+            retry_key = next((row.retry_key for row in group if row.retry_key), None)
+            if channel == "line" and retry_key is None:
+                retry_key = str(uuid.uuid4())
+            keys.append(retry_key if channel == "line" else None)
+            by_id.update((row.id, row) for row in group)  # type: ignore[misc]
+        batches: dict[str | None, list[int]] = defaultdict(list)
+        for group, key in zip(groups, keys):
+            batches[key].extend(row.id for row in group)  # type: ignore[misc]
+        marked: dict[int, tuple[datetime | None, int, str]] = {}
+        async with self.db.write() as session:
+            connection = await session.connection()
+            for key, ids in batches.items():
+                for start in range(0, len(ids), _IDS_PER_STATEMENT):
+                    answered = await connection.execute(self._mark_statement, {
+                        "ids": ids[start : start + _IDS_PER_STATEMENT], "owner": self.owner, "now": now, "key": key})
+                    marked.update((item.id, (item.first_attempted_at, item.attempts, item.address or ""))
+                                  for item in answered)
+            rest = [row_id for row_id in by_id if row_id not in marked]
+            for start in range(0, len(rest), _IDS_PER_STATEMENT):
+                # What is still ours lost its consent (or its endpoint) since the broadcast: skipped.
+                skipped = await connection.execute(
+                    update(Delivery)
+                    .where(Delivery.id.in_(rest[start : start + _IDS_PER_STATEMENT]),  # type: ignore[union-attr]
+                           Delivery.status == DeliveryStatus.SENDING.value, Delivery.claimed_by == self.owner)
+                    .values(status=DeliveryStatus.SKIPPED.value, claimed_by=None, lease_expires_at=None,
+                            updated_at=now,
+                            reason="consent withdrawn or endpoint not active when the attempt was about to start")
+                    .returning(Delivery.id)
+                )
+                for (row_id,) in skipped:
+                    by_id[row_id].status = DeliveryStatus.SKIPPED.value
+                    summary.finished[channel][DeliveryStatus.SKIPPED.value] += 1
+        for group, key in zip(groups, keys):
+            live: list[Delivery] = []
+            addresses: dict[int, str] = {}
+            for row in sorted(group, key=lambda item: item.id):  # type: ignore[arg-type,return-value]
+                if row.id not in marked:
+                    continue
+                # Mirror the mark on the claimed object (what the outcome's recording and the retry policy read).
+                row.attempted_at = now
+                row.first_attempted_at, row.attempts, addresses[row.endpoint_id] = marked[row.id]  # type: ignore[index]
+                row.retry_key = key
+                live.append(row)
+            results.append((live, addresses, key))
+        return results
 
     async def _render(self, issue_id: int, channel: str) -> tuple[tuple[str, ...], tuple[str, ...], str, str]:
         """Chat parts, plain-text fallback parts, title and Markdown body of an issue (cached per issue+channel)."""
@@ -503,10 +571,7 @@ class Dispatcher:
             connection = await session.connection()
             for start in range(0, len(sent_ids), _IDS_PER_STATEMENT):
                 done = await connection.execute(
-                    update(Delivery).where(Delivery.id.in_(sent_ids[start : start + _IDS_PER_STATEMENT]))  # type: ignore[union-attr]
-                    .values(status=DeliveryStatus.SENT.value, sent_at=now, reason=None, claimed_by=None,
-                            lease_expires_at=None, updated_at=now)
-                )
+                    self._sent_statement, {"ids": sent_ids[start : start + _IDS_PER_STATEMENT], "now": now})
                 summary.finished[channel][DeliveryStatus.SENT.value] += int(done.rowcount or 0)
             if others:
                 fresh_rows = {
@@ -621,13 +686,89 @@ class Dispatcher:
             row.next_attempt_at = None
 
 
+def _mark_statement():  # type: ignore[no-untyped-def]
+    """The attempt mark with the consent re-check: ``UPDATE delivery … RETURNING id, first_attempted_at, attempts,
+    address``; parameters ``ids`` (list), ``owner``, ``now`` (aware UTC) and ``key`` (LINE retry key or None).
+
+    It marks only rows that are still ours (a recovery after our lease ran out may have taken them: on PostgreSQL the
+    UPDATE waits for such a transaction and re-checks this WHERE on the committed row) and whose endpoint passes the
+    broadcast's own consent rule (:func:`core.eligibility.consented_clause`) — or that repeat an attempted LINE
+    request with its retry key (not a new send). RETURNING gives each row's address as it is now. The consent test
+    is correlated (EXISTS per row, a primary-key look-up), not "endpoint_id IN (every consented endpoint)", which
+    SQLite would compute over the whole audience for every request.
+    """
+    consented = select(Endpoint.id).where(Endpoint.id == Delivery.endpoint_id, consented_clause()).exists()
+    address = select(Endpoint.address).where(Endpoint.id == Delivery.endpoint_id).scalar_subquery()
+    now = bindparam("now", type_=UTCDateTime())
+    return (
+        update(Delivery)
+        .where(Delivery.id.in_(bindparam("ids", expanding=True)),  # type: ignore[union-attr]
+               Delivery.status == DeliveryStatus.SENDING.value, Delivery.claimed_by == bindparam("owner"),
+               consented | (Delivery.retry_key.is_not(None) & Delivery.attempted_at.is_not(None)))  # type: ignore[union-attr]
+        .values(attempted_at=now, attempts=Delivery.attempts + 1, updated_at=now,
+                first_attempted_at=func.coalesce(Delivery.first_attempted_at, now),
+                retry_key=bindparam("key", type_=Delivery.__table__.c.retry_key.type))  # type: ignore[attr-defined]
+        .returning(Delivery.id, Delivery.first_attempted_at, Delivery.attempts, address.label("address"))
+    )
+
+
+def _sent_statement():  # type: ignore[no-untyped-def]
+    """``UPDATE delivery SET status='sent' …`` for the rows ``ids`` (list), at ``now`` (aware UTC)."""
+    now = bindparam("now", type_=UTCDateTime())
+    return (
+        update(Delivery).where(Delivery.id.in_(bindparam("ids", expanding=True)))  # type: ignore[union-attr]
+        .values(status=DeliveryStatus.SENT.value, sent_at=now, reason=None, claimed_by=None, lease_expires_at=None,
+                updated_at=now)
+    )
+
+
+class _Marker:
+    """Attempt marks of concurrent requests committed together (group commit).
+
+    ``mark`` queues one request's rows and waits; one background task marks everything queued so far in one write
+    transaction (:meth:`Dispatcher._mark_many`), then whatever arrived meanwhile. Each request still starts only
+    after the transaction holding its own mark (and consent re-check) committed. A failed transaction fails the
+    requests it held.
+    """
+
+    def __init__(self, dispatcher: Dispatcher, channel: str, summary: DispatchSummary) -> None:
+        self.dispatcher = dispatcher
+        self.channel = channel
+        self.summary = summary
+        self._pending: list[tuple[list[Delivery], asyncio.Future[tuple[list[Delivery], dict[int, str], str | None]]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def mark(self, group: list[Delivery]) -> tuple[list[Delivery], dict[int, str], str | None]:
+        """``(live rows, {endpoint_id: address}, retry key)`` once the mark is committed; see ``_mark_many``."""
+        future: asyncio.Future[tuple[list[Delivery], dict[int, str], str | None]] = (
+            asyncio.get_running_loop().create_future())
+        self._pending.append((group, future))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        while self._pending:  # bounded: each pass takes everything queued; at most `concurrency` wait at a time
+            batch, self._pending = self._pending, []
+            try:
+                results = await self.dispatcher._mark_many(self.channel, self.summary, [group for group, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - each waiting request raises it
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), result in zip(batch, results):
+                if not future.done():
+                    future.set_result(result)
+
+
 class _Recorder:
-    """Records the outcomes of one round's requests in shared write transactions (group commit).
+    """Records the outcomes of one channel's requests in shared write transactions (group commit).
 
     ``submit`` queues a request's outcome and returns at once; one background task records everything queued so far
     in one transaction, then whatever arrived meanwhile, until nothing is left. ``close`` waits for it and re-raises
-    a recording error. Only recording is batched: every attempt mark is still its own transaction, committed before
-    its request starts.
+    a recording error (it may be called again later: it is a flush). Recording later than the request never weakens
+    consent: the attempt mark was committed before the request started.
     """
 
     def __init__(self, dispatcher: Dispatcher, channel: str, summary: DispatchSummary) -> None:

@@ -16,6 +16,10 @@ inquiries; plus the privacy policy link (APPI Art. 21). A newsletter also carrie
 RFC 8058 ``List-Unsubscribe-Post`` and a visible unsubscribe link in the body (Gmail/Yahoo bulk sender rules, 2024).
 The relay must DKIM-sign both List-Unsubscribe fields (RFC 8058 §4).
 
+A newsletter issue is composed once (:func:`_newsletter_template`, kept for the last few issues) and each
+recipient's message is a copy of it with To, Date, Message-ID, List-Unsubscribe and the unsubscribe link in both parts
+filled in (:mod:`core.mail_template`): composing every message from scratch cost about 2.6 ms, a copy about 0.15 ms.
+
 Pure: no I/O except reading the packaged templates on first use.
 """
 
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import re
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.headerregistry import Address
@@ -34,7 +39,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jinja2
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from core.mail_headers import (
     HeaderEncodingError,
@@ -44,11 +49,13 @@ from core.mail_headers import (
     address_domain,
     check_address,
     check_domain,
+    checked_field,
     clean_display_name,
     clean_header_text,
     header_problems,
     repair_headers,
 )
+from core.mail_template import MessageTemplate
 from core.render import render_email_html, render_plain_text
 from core.settings import ENV_PREFIX, ConfigError
 
@@ -67,6 +74,11 @@ _MIME_FIELDS = ("MIME-Version", "Content-Type")
 _URL_SCHEMES = ("http", "https")
 _PHONE_RE = re.compile(r"\+?[0-9][0-9 ()\-]{5,}[0-9]")
 _CODE_RE = re.compile(r"[0-9]{6}")
+# Fields of a newsletter that differ per recipient; everything else is the same for every recipient of an issue.
+_PER_RECIPIENT = ("To", "Date", "Message-ID", "List-Unsubscribe")
+# Issues whose newsletter template is kept: a broadcast sends one issue at a time; a few more cover broadcasts that
+# overlap (`run` and a CLI broadcast) and rehearsals. Each holds the rendered parts (a few times the body's size).
+_TEMPLATES_KEPT = 8
 
 #: The value RFC 8058 §3.1 requires, verbatim.
 ONE_CLICK = "List-Unsubscribe=One-Click"
@@ -254,15 +266,12 @@ def _compose(
     plain: str,
     html: str,
     extra: list[Verbatim],
-    message_id_domain: str | None,
+    domain: str,
     date: datetime | None,
 ) -> bytes:
     """Build the message with CPython, then let :func:`repair_headers` check every field we set and re-encode the
-    ones CPython folded wrongly. Raises :class:`HeaderEncodingError` rather than return a broken message."""
-    if message_id_domain:
-        domain = check_domain(message_id_domain, "message_id_domain")
-    else:
-        domain = address_domain(sender.mail_from)
+    ones CPython folded wrongly. ``domain``: the Message-ID's right-hand side, already checked. Raises
+    :class:`HeaderEncodingError` rather than return a broken message."""
     specs: list[Mailbox | Unstructured | Verbatim] = [
         Mailbox("From", clean_display_name(sender.name), sender.mail_from),
         Mailbox("To", "", to),
@@ -285,6 +294,47 @@ def _compose(
     message.set_content(plain, subtype="plain", charset="utf-8", cte="base64")
     message.add_alternative(html, subtype="html", charset="utf-8", cte="base64")
     return repair_headers(message.as_bytes(), specs, _MIME_FIELDS)
+
+
+def _message_id_domain(sender: SenderIdentity, message_id_domain: str | None) -> str:
+    if message_id_domain:
+        return check_domain(message_id_domain, "message_id_domain")
+    return address_domain(sender.mail_from)
+
+
+def _list_unsubscribe(sender: SenderIdentity, unsubscribe_url: str) -> Verbatim:
+    """RFC 2369 §3.2 ``List-Unsubscribe``: the one-click URL, plus the ``mailto:`` form when configured."""
+    targets = [f"<{unsubscribe_url}>"]
+    if sender.unsubscribe_mailto:
+        targets.append(f"<mailto:{sender.unsubscribe_mailto}?subject=unsubscribe>")
+    return Verbatim("List-Unsubscribe", ", ".join(targets), ", ")
+
+
+@functools.lru_cache(maxsize=_TEMPLATES_KEPT)
+def _newsletter_template(
+    sender: SenderIdentity, title: str, body_markdown: str, privacy_url: str, domain: str
+) -> MessageTemplate:
+    """The issue's newsletter as a :class:`MessageTemplate`: composed once by :func:`_compose` (CPython, then checked
+    and repaired by :func:`repair_headers`) for a stand-in recipient, with a random stand-in link where each
+    recipient's unsubscribe URL goes. Kept for the last :data:`_TEMPLATES_KEPT` distinct arguments: every input that
+    shapes the message is part of the key, so an edited issue, sender or privacy URL gets a new template."""
+    # 128 random bits: no title, body or display item can contain it, so it marks only the link's places.
+    stand_in = f"https://otayori.invalid/unsubscribe/{secrets.token_hex(16)}"
+    subject = clean_header_text(title) or clean_header_text(sender.name)
+    context = {**_footer_context(sender, privacy_url), "title": subject, "unsubscribe_url": stand_in}
+    plain = _render("newsletter.txt", body_text=render_plain_text(body_markdown), **context)
+    html = _render("newsletter.html", body_html=Markup(render_email_html(body_markdown)), **context)
+    raw = _compose(
+        sender=sender,
+        to="recipient@otayori.invalid",
+        subject=subject,
+        plain=plain,
+        html=html,
+        extra=[_list_unsubscribe(sender, stand_in), Verbatim("List-Unsubscribe-Post", ONE_CLICK)],
+        domain=domain,
+        date=None,
+    )
+    return MessageTemplate(raw, policy=_POLICY, varying=_PER_RECIPIENT, placeholder=stand_in)
 
 
 def build_newsletter(
@@ -316,35 +366,26 @@ def build_newsletter(
     ``sender.unsubscribe_mailto`` is set (RFC 2369 §3.2), ``List-Unsubscribe-Post: List-Unsubscribe=One-Click``
     (RFC 8058 §3.1), MIME-Version, Content-Type ``multipart/alternative``. Raises :class:`HeaderEncodingError` if
     a header cannot be made valid (a bug, never expected).
+
+    Speed: everything that is the same for every recipient of an issue (the rendered parts, From, Subject and the
+    MIME structure) is composed and checked once per issue (:func:`_newsletter_template`); per recipient only To,
+    Date, Message-ID, List-Unsubscribe (each checked by :func:`core.mail_headers.checked_field`) and the link in
+    both parts are filled in (:class:`core.mail_template.MessageTemplate`).
     """
     recipient = check_address(to, "to")
     unsubscribe = _check_url(unsubscribe_url, "unsubscribe_url")
     privacy = _check_url(privacy_url, "privacy_url")
-    subject = clean_header_text(title) or clean_header_text(sender.name)
-    context = {
-        **_footer_context(sender, privacy),
-        "title": subject,
-        "unsubscribe_url": unsubscribe,
+    domain = _message_id_domain(sender, message_id_domain)
+    moment = _date_field(date)
+    template = _newsletter_template(sender, title, body_markdown, privacy, domain)
+    fields = {
+        "To": checked_field(Mailbox("To", "", recipient)),
+        "Date": checked_field(Verbatim("Date", moment)),
+        "Message-ID": checked_field(Verbatim("Message-ID", make_msgid(domain=domain))),
+        "List-Unsubscribe": checked_field(_list_unsubscribe(sender, unsubscribe)),
     }
-    plain = _render("newsletter.txt", body_text=render_plain_text(body_markdown), **context)
-    html = _render("newsletter.html", body_html=Markup(render_email_html(body_markdown)), **context)
-    targets = [f"<{unsubscribe}>"]
-    if sender.unsubscribe_mailto:
-        targets.append(f"<mailto:{sender.unsubscribe_mailto}?subject=unsubscribe>")
-    extra = [
-        Verbatim("List-Unsubscribe", ", ".join(targets), ", "),
-        Verbatim("List-Unsubscribe-Post", ONE_CLICK),
-    ]
-    return _compose(
-        sender=sender,
-        to=recipient,
-        subject=subject,
-        plain=plain,
-        html=html,
-        extra=extra,
-        message_id_domain=message_id_domain,
-        date=date,
-    )
+    # The HTML part gets the link as Jinja's autoescape would have written it (the stand-in needs no escaping).
+    return template.fill(fields, {"plain": unsubscribe, "html": str(escape(unsubscribe))})
 
 
 def confirmation_subject(sender: SenderIdentity) -> str:
@@ -406,6 +447,6 @@ def build_confirmation(
         plain=plain,
         html=html,
         extra=[],
-        message_id_domain=None,
+        domain=address_domain(sender.mail_from),
         date=date,
     )

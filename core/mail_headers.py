@@ -575,21 +575,29 @@ def repair_headers(raw: bytes, specs: Sequence[FieldSpec], other_fields: Sequenc
     head, body = split_header_section(raw)
     by_name = {spec.name.lower(): spec for spec in specs}
     out: list[str] = []
-    rewritten: list[tuple[FieldSpec, str]] = []
     for name, lines in header_fields(head):
         field = "\r\n".join(lines)
         spec = by_name.get(name.lower())
         if spec is not None and (field_problems(name, lines) or not spec.says(field)):
-            field = spec.encode()
-            rewritten.append((spec, field))
+            field = checked_field(spec)  # ours is never trusted either
         out.append(field)
     repaired = "\r\n".join(out).encode("ascii", "replace") + b"\r\n\r\n" + body
     _verify(repaired, specs, other_fields)
-    # Fields kept as CPython wrote them were checked above; ours are checked here (never trusted either).
-    for spec, field in rewritten:
-        if not spec.says(field):
-            raise HeaderEncodingError(f"{spec.name}: does not decode to the intended value")
     return repaired
+
+
+def checked_field(spec: FieldSpec) -> str:
+    """The whole field for ``spec`` written by our own encoder (``spec.encode()``: ``"Name: value"``, CRLF-folded, no
+    final CRLF), after checking that it breaks no rule of :func:`field_problems` and says exactly what ``spec``
+    says. For the fields that differ between per-recipient copies of a checked message (:mod:`core.mail_template`).
+    Raises :class:`HeaderEncodingError` otherwise (a bug, never expected)."""
+    field = spec.encode()
+    problems = field_problems(spec.name, field.split("\r\n"))
+    if problems:
+        raise HeaderEncodingError("; ".join(problems))
+    if not spec.says(field):
+        raise HeaderEncodingError(f"{spec.name}: does not decode to the intended value")
+    return field
 
 
 def _verify(raw: bytes, specs: Sequence[FieldSpec], other_fields: Sequence[str]) -> None:

@@ -224,7 +224,11 @@ class Delivery(SQLModel, table=True):
 
     __table_args__ = (
         UniqueConstraint("issue_id", "endpoint_id", name="uq_delivery_issue_endpoint"),
-        Index("ix_delivery_claim", "channel", "status", "next_attempt_at"),
+        # The claim walks a channel's pending rows in (issue_id, id) order; without status in the index it would skip
+        # every row already sent on each claim (quadratic over a broadcast).
+        Index("ix_delivery_pending", "channel", "status", "issue_id", "id"),
+        # Progress and reports count an issue's rows by channel and status (covering: no table look-ups).
+        Index("ix_delivery_progress", "issue_id", "channel", "status"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -50,7 +50,10 @@ class LocalServer:
         if not is_loopback_host(self.host):
             raise ValueError(f"refusing to bind a non-loopback address: {self.host}")
         # Bind the socket ourselves so that port 0 resolves before uvicorn starts and the URL is known at once.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto=IPPROTO_TCP, not the default 0: accepted sockets inherit it, and asyncio turns Nagle's algorithm off
+        # (TCP_NODELAY) only for sockets whose proto is IPPROTO_TCP (asyncio.base_events._set_nodelay). With proto 0
+        # every response written in two parts (headers, body) waited ~40 ms for the client's delayed ACK.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
         sock.listen(2048)

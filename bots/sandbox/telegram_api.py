@@ -206,6 +206,7 @@ class TelegramEmulator:
         self._webhook_attempts: dict[int, int] = {}
         self._flood = FloodControl()
         self._failures: list[_InjectedFailure] = []
+        self._held_answers: dict[str, float] = {}  # method -> seconds the answer waits after the call is processed
         self._logged_out = False
         self._closing = False
         self._changed = asyncio.Event()
@@ -528,6 +529,15 @@ class TelegramEmulator:
             raise ValueError(f"unknown Bot API method {method!r}")
         self._failures.append(_InjectedFailure(key, status, description, parameters, count))
 
+    def hold_answers(self, method: str, seconds: float) -> None:
+        """Process every call of ``method`` at once (a message is delivered and recorded) but answer it only after
+        ``seconds`` (a slow Bot API: the client cannot tell whether its request arrived until then). ``seconds`` 0
+        turns it off. Raises ``ValueError`` for an unknown method or negative seconds."""
+        key = method.lower()
+        if key not in BOT_API_METHODS or seconds < 0:
+            raise ValueError(f"unknown Bot API method {method!r} or negative seconds {seconds}")
+        self._held_answers[BOT_API_METHODS[key]] = seconds
+
     # -- reading records -----------------------------------------------------------------------------------------
 
     def messages_to(self, chat_id: int) -> list[SentMessage]:
@@ -827,6 +837,9 @@ class TelegramEmulator:
             if handler is None:
                 raise ApiError(400, "Bad Request: method not supported by emulator")
             outcome = await handler(params)
+            hold = self._held_answers.get(method)
+            if hold:
+                await asyncio.sleep(hold)  # processed (e.g. the message is delivered); the answer comes later
             body: dict[str, Any] = {"ok": True}
             if isinstance(outcome, tuple):  # (result, description), e.g. setWebhook's "Webhook was set"
                 body["result"], body["description"] = outcome

@@ -18,6 +18,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from markupsafe import escape
 
 from core.mail import (
     ONE_CLICK,
@@ -628,6 +629,73 @@ def test_date_and_message_id() -> None:
 
 def test_empty_title_falls_back_to_the_sender_name() -> None:
     assert parse(newsletter(title=" \r\n "))["Subject"] == "山田IT事務所"
+
+
+# --- one issue, many recipients ------------------------------------------------------------------------------------
+
+PER_RECIPIENT = {"to", "message-id", "list-unsubscribe"}
+LINK = "\x00link\x00"  # stands for a recipient's unsubscribe link when comparing two recipients' parts
+
+
+def test_two_recipients_messages_differ_only_in_their_own_parts() -> None:
+    identity = sender(name=f"㈱髙橋{HARD}", unsubscribe_mailto="unsubscribe@example.jp", reply_to="author@example.jp")
+    title = f"12月のお知らせ {HARD}　ＩＴ通信 & <b>"
+    body = f"**{HARD}** の件。\n\n[案内](https://example.jp/a?b=1&c=2)\n\n- 一\n- 二"
+    readers = [
+        ("reader.one@example.com", "reader.one@example.com", "https://news.example.jp/unsubscribe/tokA?x=1&y='2'"),
+        ("two@例え.jp", "two@xn--r8jz45g.jp", "http://127.0.0.1:8080/unsubscribe/" + "Zy9-_" * 40),
+    ]
+    raws = [
+        newsletter(sender=identity, title=title, body_markdown=body, to=to, unsubscribe_url=url)
+        for to, _, url in readers
+    ]
+    messages = [parse(raw) for raw in raws]
+    for raw, message, (_, address, url) in zip(raws, messages, readers):
+        assert header_problems(raw) == []
+        raw.decode("ascii")
+        assert [a.addr_spec for a in message["To"].addresses] == [address]
+        assert message["List-Unsubscribe"] == f"<{url}>, <mailto:unsubscribe@example.jp?subject=unsubscribe>"
+        assert message["List-Unsubscribe-Post"] == ONE_CLICK
+        assert message["Subject"] == title
+        assert message["From"].addresses[0].display_name == identity.name
+        assert message["Date"].datetime == DATE
+        assert re.fullmatch(r"<[^<>@\s]+@example\.jp>", message["Message-ID"])
+        plain, html = parts(raw)
+        text, hrefs = visible(html)
+        assert plain.count(url) == 1 and text.count(url) == 1 and hrefs.count(url) == 2
+        assert f'<a href="{escape(url)}">配信を停止する</a>' in html  # escaped as Jinja's autoescape writes it
+    assert messages[0]["Message-ID"] != messages[1]["Message-ID"]
+
+    # Everything else is the same: the other header fields (in order), the MIME structure, and both parts once each
+    # recipient's link is replaced by the same stand-in.
+    def shared(message: EmailMessage) -> list[tuple[str, str]]:
+        return [(name, str(value)) for name, value in message.items() if name.lower() not in PER_RECIPIENT]
+
+    assert shared(messages[0]) == shared(messages[1])
+    assert [name.lower() for name in messages[0].keys()] == [name.lower() for name in messages[1].keys()]
+    first, second = ([part for part in m.iter_parts()] for m in messages)
+    assert [p.items() for p in first] == [p.items() for p in second]
+    (plain_a, html_a), (plain_b, html_b) = (parts(raw) for raw in raws)
+    url_a, url_b = readers[0][2], readers[1][2]
+    assert plain_a.replace(url_a, LINK) == plain_b.replace(url_b, LINK)
+    assert html_a.replace(str(escape(url_a)), LINK) == html_b.replace(url_b, LINK)
+    assert LINK in plain_a.replace(url_a, LINK)
+
+
+def test_an_issue_is_composed_once_for_all_its_recipients() -> None:
+    """Per recipient only the varying parts are filled in; the template (rendering, From/Subject encoding, MIME
+    structure) is built once per distinct issue content, and the Jinja environment once per process."""
+    from core.mail import _newsletter_template, _templates
+
+    before = _newsletter_template.cache_info()
+    title = f"一度だけ組み立てる号 {random.random()}"  # content no earlier test used
+    for index in range(50):
+        newsletter(title=title, to=f"reader{index}@example.com", unsubscribe_url=f"{UNSUB}{index}")
+    after = _newsletter_template.cache_info()
+    assert after.misses - before.misses == 1 and after.hits - before.hits == 49
+    newsletter(title=title + " (訂正)", to="reader0@example.com")  # an edited issue is a new template
+    assert _newsletter_template.cache_info().misses - after.misses == 1
+    assert _templates.cache_info().currsize == 1 and _templates() is _templates()
 
 
 # --- SenderIdentity ------------------------------------------------------------------------------------------------
