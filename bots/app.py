@@ -178,7 +178,8 @@ async def dispatch_forever(runtime: Runtime, stop: asyncio.Event, interval: floa
 
 
 async def serve(settings: Settings) -> None:
-    """``otayori run``: serve the web app on ``OTAYORI_HTTP_HOST:PORT``, poll Telegram, dispatch in the background.
+    """``otayori run``: serve the web app on ``OTAYORI_HTTP_HOST:PORT``, poll Telegram, dispatch in the background,
+    and start scheduled issues when due (bots/scheduling.py).
 
     Runs until interrupted (Ctrl-C / SIGTERM). LINE events stored before a crash are processed first.
     """
@@ -195,10 +196,14 @@ async def serve(settings: Settings) -> None:
                                 log_level="info", lifespan="off")
         server = uvicorn.Server(config)
         stop = asyncio.Event()
+        from bots.scheduling import send_due_forever  # imports bots.broadcasting, which imports this module
+
         async with running_telegram(runtime):
             dispatcher_task = asyncio.create_task(dispatch_forever(runtime, stop))
+            due_task = asyncio.create_task(send_due_forever(runtime, stop))  # scheduled issues (issue 5)
             try:
                 await server.serve()
             finally:
                 stop.set()
                 await dispatcher_task
+                await due_task

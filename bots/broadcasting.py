@@ -1,4 +1,5 @@
-"""Broadcast an issue from the command line (or the demo): preview, confirm, enqueue, dispatch.
+"""Broadcast an issue from the command line (or the demo): preview, confirm, enqueue, dispatch — or a test send to
+the admins' own endpoints, or sending a stored draft; LINE deliveries beyond the month's quota are deferred.
 
 It uses a bare Telegram ``Bot`` and a LINE API client, never polling (that would fight ``otayori run`` for updates).
 It works whether or not ``run`` is running: deliveries are claimed atomically, so each is sent by exactly one of them.
@@ -8,16 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from bots.app import Runtime, open_runtime
 from core import render, texts
-from core.broadcast import IssueDraft, create_issue, defer_over_quota, enqueue, recipient_counts
+from core.admins import Actor, own_endpoints_clause
+from core.broadcast import IssueDraft, create_issue, defer_over_quota, recipient_counts
 from core.dispatcher import ChannelNotice, DispatchSummary
+from core.issues import IssueStateError, create_test_send, issue_detail, send_now
 from core.reports import DeliveryReport, delivery_report
 from core.settings import Settings
+
+LINE_QUOTA_REASON = "over the LINE monthly message quota"
 
 
 def messages_per_line_recipient(draft: IssueDraft) -> int:
@@ -37,34 +43,82 @@ class BroadcastResult:
     summary: DispatchSummary
 
 
+def cli_actor(name: str = "cli") -> Actor:
+    """The admin-log identity of a command-line user: the OS user name (``name`` when it cannot be read)."""
+    try:
+        return Actor("cli", getpass.getuser())
+    except (OSError, KeyError):  # no login name and no passwd entry (a bare container)
+        return Actor("cli", name)
+
+
 async def broadcast_with(
     runtime: Runtime, draft: IssueDraft, *, confirm: Callable[[dict[str, int], int | None], bool] | None = None,
-    created_by: str = "cli", progress: Any = None,
+    created_by: str = "cli", progress: Any = None, topic: str | None = None, channels: list[str] | None = None,
+    actor: Actor | None = None,
 ) -> BroadcastResult | None:
-    """Preview recipients per enabled channel and the LINE quota left, ask ``confirm(counts, line_quota)`` (None =
-    yes), then create, enqueue and dispatch. LINE recipients beyond the quota are deferred, not failed.
-    ``progress``: an unstarted ``rich.progress.Progress`` to show one bar per channel while sending.
+    """Preview recipients per channel (``channels``, default every enabled one) for ``topic`` (None: every topic)
+    and the LINE quota left, ask ``confirm(counts, line_quota)`` (None = yes), then create, enqueue and dispatch.
+    LINE recipients beyond the quota are deferred, not failed. ``progress``: an unstarted ``rich.progress.Progress``
+    to show one bar per channel while sending. The send is logged as ``actor``'s (default: ``created_by`` on the CLI).
 
     Returns None when ``confirm`` said no (nothing stored).
     """
-    channels = runtime.enabled_channels()
-    counts = await recipient_counts(runtime.db, channels)
+    wanted = channels or runtime.enabled_channels()
+    counts = await recipient_counts(runtime.db, wanted, topic=topic)
     line_quota = await runtime.line_quota_remaining()
     if confirm is not None and not confirm(counts, line_quota):
         return None
-    issue = await create_issue(runtime.db, draft, created_by=created_by)
+    issue = await create_issue(runtime.db, draft, created_by=created_by, topic=topic, channels=channels)
     assert issue.id is not None
-    enqueued = await enqueue(runtime.db, issue.id, channels)
-    deferred = 0
-    if line_quota is not None and enqueued.get("line", 0) * messages_per_line_recipient(draft) > line_quota:
-        # Over LINE's monthly quota: defer the excess now (resumable), never send requests that must fail.
-        allowed = line_quota // messages_per_line_recipient(draft)
-        deferred = await defer_over_quota(runtime.db, issue.id, "line", allowed,
-                                          "over the LINE monthly message quota")
+    enqueued = await send_now(runtime.db, issue.id, wanted, actor=actor or Actor("cli", created_by))
+    return await dispatch_and_report(runtime, issue.id, enqueued, draft, progress=progress, line_quota=line_quota)
+
+
+async def send_test_with(
+    runtime: Runtime, draft: IssueDraft, *, actor: Actor, confirm: Callable[[dict[str, int], int | None], bool] | None = None,
+    topic: str | None = None, channels: list[str] | None = None, progress: Any = None,
+) -> tuple[int, BroadcastResult] | None:
+    """Store ``draft`` as a draft issue and send a test copy of it only to the admins' own endpoints
+    (:func:`core.issues.create_test_send`). Returns ``(draft issue id, result of the test copy)``, or None when
+    ``confirm`` said no. Raises :class:`core.issues.IssueStateError` ``test_no_recipients`` (nothing stored)."""
+    wanted = channels or runtime.enabled_channels()
+    counts = await recipient_counts(runtime.db, wanted, only=own_endpoints_clause(runtime.settings))
+    if not any(counts.values()):
+        raise IssueStateError("test_no_recipients")
+    if confirm is not None and not confirm(counts, await runtime.line_quota_remaining()):
+        return None
+    issue = await create_issue(runtime.db, draft, created_by=actor.key, topic=topic, channels=channels)
+    assert issue.id is not None
+    copy = await create_test_send(runtime.db, runtime.settings, issue.id, wanted, actor=actor)
+    return issue.id, await dispatch_and_report(runtime, copy.issue_id, copy.enqueued, draft, progress=progress)
+
+
+async def defer_line_excess(runtime: Runtime, issue_id: int, enqueued: dict[str, int], draft: IssueDraft,
+                            line_quota: int | None = None) -> int:
+    """Defer the issue's LINE deliveries beyond this month's quota (they would fail: LINE 429 "monthly limit") and
+    return how many; ``line_quota`` None reads it from LINE now."""
+    if "line" not in runtime.senders or not enqueued.get("line"):
+        return 0
+    if line_quota is None:
+        line_quota = await runtime.line_quota_remaining()
+    cost = messages_per_line_recipient(draft)
+    if line_quota is None or enqueued["line"] * cost <= line_quota:
+        return 0
+    # Over LINE's monthly quota: defer the excess now (resumable), never send requests that must fail.
+    return await defer_over_quota(runtime.db, issue_id, "line", line_quota // cost, LINE_QUOTA_REASON)
+
+
+async def dispatch_and_report(
+    runtime: Runtime, issue_id: int, enqueued: dict[str, int], draft: IssueDraft, *, progress: Any = None,
+    line_quota: int | None = None,
+) -> BroadcastResult:
+    """Defer what exceeds the LINE quota, dispatch the issue's deliveries (with ``progress`` bars when given) and
+    return the final report."""
+    deferred = await defer_line_excess(runtime, issue_id, enqueued, draft, line_quota)
     if progress is not None:
         progress.start()  # a rich Progress: one bar per channel while the dispatcher sends
-    dispatching = asyncio.create_task(runtime.dispatcher().dispatch(issue.id))
-    watcher = asyncio.create_task(watch_progress(runtime, issue.id, progress)) if progress is not None else None
+    dispatching = asyncio.create_task(runtime.dispatcher().dispatch(issue_id))
+    watcher = asyncio.create_task(watch_progress(runtime, issue_id, progress)) if progress is not None else None
     try:
         summary = await dispatching
     finally:
@@ -73,12 +127,12 @@ async def broadcast_with(
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
     if progress is not None:
-        await show_progress(runtime, issue.id, progress)
-    report = await delivery_report(runtime.db, issue.id)
+        await show_progress(runtime, issue_id, progress)
+    report = await delivery_report(runtime.db, issue_id)
     assert report is not None
     if deferred:
-        summary.notices.append(ChannelNotice("line", issue.id, "over the LINE monthly message quota", deferred))
-    return BroadcastResult(issue.id, enqueued, report, summary)
+        summary.notices.append(ChannelNotice("line", issue_id, LINE_QUOTA_REASON, deferred))
+    return BroadcastResult(issue_id, enqueued, report, summary)
 
 
 PROGRESS_INTERVAL = 0.5  # seconds between progress reads from the outbox
@@ -112,27 +166,64 @@ async def watch_progress(runtime: Runtime, issue_id: int, progress: Any) -> None
         await asyncio.sleep(PROGRESS_INTERVAL)
 
 
+def _progress_bar(out: Any) -> Any:
+    """A rich ``Progress`` on ``out`` (one bar per channel), or None without a console. Started after any prompt."""
+    if out is None:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description:>8}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    return Progress(*columns, console=out, transient=False)
+
+
+def _print_result(out: Any, result: BroadcastResult) -> None:
+    totals = result.report.by_status()
+    out.print(f"issue {result.issue_id}: " + ", ".join(f"{k} {v}" for k, v in sorted(totals.items())),
+              markup=False, highlight=False)
+    for notice in result.summary.notices:
+        out.print(f"{notice.channel}: stopped ({notice.reason}); {notice.deferred} deferred", markup=False)
+
+
 async def broadcast_issue(
     settings: Settings, draft: IssueDraft, *, confirm: Callable[[dict[str, int], int | None], bool] | None = None,
-    out: Any = None,
-) -> BroadcastResult | None:
-    """:func:`broadcast_with` on a fresh runtime for ``settings``; prints a short result to ``out`` (a rich Console)."""
+    out: Any = None, topic: str | None = None, channels: list[str] | None = None, test: bool = False,
+    actor: Actor | None = None,
+) -> tuple[int, BroadcastResult] | None:
+    """:func:`broadcast_with` (or, with ``test``, :func:`send_test_with`) on a fresh runtime for ``settings``; prints
+    a short result to ``out`` (a rich Console). Returns ``(the issue id to report, the result of what was sent)`` —
+    for a test, the kept draft's id and the test copy's result — or None when ``confirm`` said no."""
+    actor = actor or cli_actor()
     async with open_runtime(settings) as runtime:
-        if out is None:
-            result = await broadcast_with(runtime, draft, confirm=confirm)
-        else:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            columns = (TextColumn("{task.description:>8}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-            bar = Progress(*columns, console=out, transient=False)  # started after the confirmation prompt
-            try:
-                result = await broadcast_with(runtime, draft, confirm=confirm, progress=bar)
-            finally:
+        bar = _progress_bar(out)
+        try:
+            if test:
+                outcome = await send_test_with(runtime, draft, actor=actor, confirm=confirm, topic=topic,
+                                               channels=channels, progress=bar)
+            else:
+                sent = await broadcast_with(runtime, draft, confirm=confirm, progress=bar, topic=topic,
+                                            channels=channels, actor=actor)
+                outcome = None if sent is None else (sent.issue_id, sent)
+        finally:
+            if bar is not None:
                 bar.stop()
-    if result is not None and out is not None:
-        totals = result.report.by_status()
-        out.print(f"issue {result.issue_id}: " + ", ".join(f"{k} {v}" for k, v in sorted(totals.items())),
-                  markup=False, highlight=False)
-        for notice in result.summary.notices:
-            out.print(f"{notice.channel}: stopped ({notice.reason}); {notice.deferred} deferred", markup=False)
+    if outcome is not None and out is not None:
+        _print_result(out, outcome[1])
+    return outcome
+
+
+async def send_stored_issue(settings: Settings, issue_id: int, *, actor: Actor, out: Any = None) -> BroadcastResult:
+    """Send a stored draft (or a scheduled issue, ahead of its time) now: :func:`core.issues.send_now`, then dispatch
+    on a fresh runtime. Raises :class:`core.issues.IssueNotFound` / :class:`core.issues.IssueStateError`."""
+    async with open_runtime(settings) as runtime:
+        detail = await issue_detail(runtime.db, issue_id)
+        enqueued = await send_now(runtime.db, issue_id, runtime.enabled_channels(), actor=actor)
+        bar = _progress_bar(out)
+        try:
+            result = await dispatch_and_report(runtime, issue_id, enqueued,
+                                               IssueDraft(detail.issue.title, detail.issue.body_md), progress=bar)
+        finally:
+            if bar is not None:
+                bar.stop()
+    if out is not None:
+        _print_result(out, result)
     return result

@@ -1,12 +1,15 @@
 """The ``otayori`` command line (Typer). Every command has ``--help``; errors are one line and a non-zero exit.
 
 Commands (DESIGN.md "Outside contract" -> CLI): ``run``, ``demo``, ``db upgrade``, ``campaign add|list``,
-``broadcast FILE.md``, ``consents export``, ``audit``, ``deliveries show``. Migrations run before any event loop.
+``broadcast FILE.md [--topic --channels --at --test]``, ``issues list|show|cancel|send``, ``stats [--chart]``,
+``admin-log``, ``consents export``, ``audit``, ``deliveries show|resume|retry-uncertain``, ``withdraw``. Migrations run
+before any event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +18,7 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from core.settings import ConfigError, Settings, load_settings
 
@@ -24,10 +28,12 @@ db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 campaign_app = typer.Typer(help="Campaign codes for attribution (seminars, flyers).", no_args_is_help=True)
 consents_app = typer.Typer(help="The consent ledger.", no_args_is_help=True)
 deliveries_app = typer.Typer(help="Deliveries of an issue.", no_args_is_help=True)
+issues_app = typer.Typer(help="Issues: list, show, cancel, send a stored draft.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(campaign_app, name="campaign")
 app.add_typer(consents_app, name="consents")
 app.add_typer(deliveries_app, name="deliveries")
+app.add_typer(issues_app, name="issues")
 
 console = Console()
 err = Console(stderr=True)
@@ -185,14 +191,8 @@ def campaign_list() -> None:
 
 # ---- broadcast ---------------------------------------------------------------------------------------------------
 
-@app.command()
-def broadcast(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="Markdown issue; first heading = title."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
-) -> None:
-    """Create an issue from FILE.md and send it to every consented subscriber; prints the issue id."""
-    from core.broadcast import IssueFileError, parse_issue_markdown
-
+def serving_settings_or_exit() -> Settings:
+    """Settings for commands that send: a channel must be on and :meth:`Settings.check_for_serving` pass (exit 2)."""
     settings = settings_or_exit()
     if not settings.any_channel_enabled:
         fail(NO_CHANNEL_HELP, 2)
@@ -200,15 +200,105 @@ def broadcast(
         settings.check_for_serving()
     except ConfigError as exc:
         fail(str(exc), 2)
+    return settings
+
+
+#: The setting that turns each channel on, for "not configured" errors.
+CHANNEL_SETTINGS = {"telegram": "OTAYORI_TELEGRAM_BOT_TOKEN", "line": "OTAYORI_LINE_CHANNEL_SECRET and _ACCESS_TOKEN",
+                    "email": "OTAYORI_SMTP_HOST"}
+
+
+def topic_or_exit(settings: Settings, given: str | None) -> str | None:
+    """``--topic``: a slug or label of OTAYORI_TOPICS, or ``all``/absent (None); exit 2 naming the choices."""
+    from core.texts import ReasonError
+    from core.topics import resolve_topic
+
+    try:
+        return resolve_topic(settings, given)
+    except ReasonError as exc:
+        fail(f"--topic: {exc}", 2)
+
+
+def channels_or_exit(settings: Settings, given: str | None) -> list[str] | None:
+    """``--channels line,email``: known and configured channels, in the given order (None when absent); exit 2."""
+    from core import texts
+
+    if given is None:
+        return None
+    chosen = list(dict.fromkeys(part.strip().lower() for part in given.split(",") if part.strip()))
+    if not chosen:
+        fail("--channels: name at least one of line, telegram, email", 2)
+    for channel in chosen:
+        if channel not in CHANNEL_SETTINGS:
+            fail(f"--channels: {texts.text('unknown_channel', 'en', given=channel)}", 2)
+        if channel not in settings.enabled_channels:
+            fail(f"--channels: {texts.text('channel_off', 'en', channel=channel)} (set {CHANNEL_SETTINGS[channel]})", 2)
+    return chosen
+
+
+def schedule_or_exit(settings: Settings, at: str | None) -> Any:
+    """``--at``: the aware UTC moment (:func:`core.schedule.parse_schedule` in OTAYORI_TIMEZONE), or None when
+    absent; exit 2 with the reason for a past, malformed or too distant time."""
+    from core.schedule import ScheduleError, parse_schedule
+    from storage.types import utcnow
+
+    if at is None:
+        return None
+    try:
+        return parse_schedule(at, settings.zone, utcnow())
+    except ScheduleError as exc:
+        fail(f"--at: {exc}", 2)
+
+
+def local_time(settings: Settings, moment: Any) -> str:
+    """``YYYY-MM-DD HH:MM`` in OTAYORI_TIMEZONE, or an empty string for None."""
+    from core.schedule import format_local
+
+    return "" if moment is None else format_local(moment, settings.zone)
+
+
+@app.command()
+def broadcast(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="Markdown issue; first heading = title."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    topic: str | None = typer.Option(None, "--topic", help="Only for subscribers of this topic (a slug or label of "
+                                     "OTAYORI_TOPICS; people who chose no topic get every topic). Default: all."),
+    channels: str | None = typer.Option(None, "--channels", help="Comma list of line, telegram, email. "
+                                        "Default: every configured channel."),
+    at: str | None = typer.Option(None, "--at", help='Schedule instead of sending now: "2026-12-01 09:00" '
+                                  "(OTAYORI_TIMEZONE) or +30m / +2h / +45s. `otayori run` sends it when due."),
+    test: bool = typer.Option(False, "--test", help="Send only to the admins' own subscribed endpoints "
+                              "(OTAYORI_TELEGRAM_ADMIN_IDS, OTAYORI_LINE_ADMIN_USER_IDS, and their email); the "
+                              "issue is kept as a draft."),
+) -> None:
+    """Create an issue from FILE.md and send it (or schedule it, or test it); prints the issue id."""
+    from core.broadcast import IssueFileError, parse_issue_markdown
+
+    if test and at is not None:
+        fail("--test and --at cannot be combined: a test is sent at once", 2)
+    settings = serving_settings_or_exit()
     try:
         draft = parse_issue_markdown(file.read_text(encoding="utf-8"))
     except (IssueFileError, UnicodeDecodeError) as exc:
         fail(f"{file}: {exc}", 2)
+    slug = topic_or_exit(settings, topic)
+    chosen = channels_or_exit(settings, channels)
+    if test and not (settings.telegram_admin_ids or settings.line_admin_user_ids):
+        fail("--test sends to the admins: set OTAYORI_TELEGRAM_ADMIN_IDS or OTAYORI_LINE_ADMIN_USER_IDS", 2)
+    when = schedule_or_exit(settings, at)
     migrate_or_exit(settings)
-    from bots.broadcasting import broadcast_issue
+    from bots.broadcasting import broadcast_issue, cli_actor
+    from core.issues import IssueStateError
+
+    label = settings.topic_labels.get(slug, "") if slug else "all topics"
+    question = "send a test to the admins now?" if test else "send now?"
+    if when is not None:
+        question = f"schedule for {local_time(settings, when)} ({settings.timezone})?"
 
     def confirm(counts: dict[str, int], line_quota: int | None) -> bool:
-        table = Table("channel", "recipients", "note", title=f"「{draft.title}」")
+        console.print("test: only the admins' own endpoints" if test else f"topic: {label}", markup=False,
+                      highlight=False)
+        table = Table("channel", "recipients", "note", title=Text(f"「{draft.title}」"))
         for channel, count in counts.items():
             note = ""
             if channel == "line" and line_quota is not None:
@@ -219,13 +309,54 @@ def broadcast(
         console.print(table)
         if yes:
             return True
-        return typer.confirm("send now?", default=False)
+        return typer.confirm(question, default=False)
 
-    result = run_async(lambda: broadcast_issue(settings, draft, confirm=confirm, out=console))
-    if result is None:
+    if when is not None:
+        issue_id = run_async(lambda: _schedule_file(settings, draft, when, slug, chosen, confirm, cli_actor()))
+        if issue_id is None:
+            err.print("cancelled: nothing was scheduled")
+            raise typer.Exit(1)
+        console.print(f"scheduled for {local_time(settings, when)} ({settings.timezone}); `otayori run` sends it "
+                      "then", markup=False, highlight=False)
+        print(issue_id)
+        return
+    try:
+        outcome = run_async(lambda: broadcast_issue(settings, draft, confirm=confirm, out=console, topic=slug,
+                                                    channels=chosen, test=test))
+    except IssueStateError as exc:
+        fail(str(exc), 1)
+    if outcome is None:
         err.print("cancelled: nothing was sent")
         raise typer.Exit(1)
-    print(result.issue_id)
+    if test:
+        console.print(f"test sent as issue {outcome[1].issue_id}; the draft is issue {outcome[0]} "
+                      f"(send it with `otayori issues send {outcome[0]}`)", markup=False, highlight=False)
+    print(outcome[0])
+
+
+async def _schedule_file(settings: Settings, draft: Any, when: Any, topic: str | None, channels: list[str] | None,
+                         confirm: Callable[[dict[str, int], int | None], bool], actor: Any) -> int | None:
+    """Preview, confirm, store and schedule an issue file; the issue id, or None when not confirmed."""
+    from core.broadcast import create_issue, recipient_counts
+    from core.issues import schedule_issue
+    from core.schedule import ScheduleError
+    from storage.database import Database
+
+    db = Database(settings.database_url)
+    try:
+        wanted = channels or settings.enabled_channels
+        if not confirm(await recipient_counts(db, wanted, topic=topic), None):
+            return None
+        issue = await create_issue(db, draft, created_by=actor.key, topic=topic, channels=channels)
+        assert issue.id is not None
+        try:
+            await schedule_issue(db, issue.id, when, actor=actor)
+        except ScheduleError:  # the time passed while the author read the preview
+            fail("--at: that time has passed meanwhile; nothing was scheduled (the draft is issue "
+                 f"{issue.id})", 1)
+        return issue.id
+    finally:
+        await db.dispose()
 
 
 # ---- ledger ------------------------------------------------------------------------------------------------------
@@ -353,7 +484,12 @@ def deliveries_show(issue_id: int = typer.Argument(..., help="The issue id print
     report = run_async(work)
     if report is None:
         fail(f"no issue {issue_id}", 1)
-    table = Table("channel", "status", "count", title=f"issue {issue_id}: {report.title} ({report.status})")
+    print_delivery_report(report, f"issue {issue_id}: {report.title} ({report.status})")
+
+
+def print_delivery_report(report: Any, title: str) -> None:
+    """A :class:`core.reports.DeliveryReport` as a table (channel, status, count) and one line per failure reason."""
+    table = Table("channel", "status", "count", title=Text(title))
     for (channel, status), count in sorted(report.counts.items()):
         table.add_row(channel, status, str(count))
     console.print(table)
@@ -368,11 +504,7 @@ def _requeue_and_send(issue_id: int, status: str, channel: str | None) -> None:
     from core.reports import delivery_report
     from storage.models import DeliveryStatus
 
-    settings = settings_or_exit()
-    try:
-        settings.check_for_serving()
-    except ConfigError as exc:
-        fail(str(exc), 2)
+    settings = serving_settings_or_exit()
     migrate_or_exit(settings)
 
     async def work():  # type: ignore[no-untyped-def]
@@ -384,7 +516,7 @@ def _requeue_and_send(issue_id: int, status: str, channel: str | None) -> None:
 
     try:
         count, report = run_async(work)
-    except LookupError as exc:
+    except (LookupError, ValueError) as exc:  # unknown issue; a cancelled one is not sent any more
         fail(str(exc), 1)
     console.print(f"{count} {status} deliveries re-queued", markup=False, highlight=False)
     if report is not None:
@@ -409,6 +541,283 @@ def deliveries_retry_uncertain(
     """Re-send deliveries that were in flight at a crash (Telegram/email cannot tell whether they arrived):
     only when the author asks, because some readers may get the issue twice."""
     _requeue_and_send(issue_id, "uncertain", channel)
+
+
+# ---- issues (issue 5 item 9) ---------------------------------------------------------------------------------------
+
+def _with_db(settings: Settings, work: Callable[[Any], Any]) -> Any:
+    """Run ``await work(db)`` on a fresh :class:`Database` for ``settings`` (disposed afterwards)."""
+    from storage.database import Database
+
+    async def run() -> Any:
+        db = Database(settings.database_url)
+        try:
+            return await work(db)
+        finally:
+            await db.dispose()
+
+    return run_async(run)
+
+
+def _counts_cell(counts: dict[str, int], *statuses: str) -> str:
+    return str(sum(counts.get(status, 0) for status in statuses))
+
+
+def _table(title: str, *columns: str, wrap: tuple[str, ...] = ()) -> Table:
+    """A rich table whose columns keep their cells on one line, except those named in ``wrap`` (titles, details),
+    so that ids, times and counts stay readable in an 80-column terminal."""
+    table = Table(title=title)
+    for name in columns:
+        table.add_column(name, no_wrap=name not in wrap, overflow="fold" if name in wrap else "ellipsis")
+    return table
+
+
+def _row(table: Table, *cells: str) -> None:
+    """Add a row of plain text: titles and labels are the author's text, never rich markup (``[test]`` stays)."""
+    table.add_row(*(Text(cell) for cell in cells))
+
+
+def _details_cell(details: dict[str, Any]) -> str:
+    """An admin-log row's details, flattened for reading: ``deliveries: line 1, telegram 2; test_issue_id: 4``."""
+    def value(item: Any) -> str:
+        if isinstance(item, dict):
+            return ", ".join(f"{k} {value(v)}" for k, v in sorted(item.items()))
+        if isinstance(item, list):
+            return ", ".join(value(v) for v in item)
+        return str(item)
+
+    return "; ".join(f"{key}: {value(item)}" for key, item in sorted(details.items()))
+
+
+def _deliveries_cell(counts: dict[str, int]) -> str:
+    """``sent 3, skipped 1``: the non-zero delivery counts, in the order of the state machine."""
+    order = ("sent", "failed", "uncertain", "skipped", "cancelled", "deferred", "pending", "sending")
+    return ", ".join(f"{status} {counts[status]}" for status in order if counts.get(status)) or "—"
+
+
+def issue_or_exit(settings: Settings, issue_id: int) -> Any:
+    """The :class:`core.issues.IssueDetail` of ``issue_id`` from an existing database; exit 1 when there is none."""
+    from core.issues import IssueNotFound, issue_detail
+
+    existing_database_or_exit(settings)
+    try:
+        return _with_db(settings, lambda db: issue_detail(db, issue_id))
+    except IssueNotFound as exc:
+        fail(str(exc), 1)
+
+
+@issues_app.command("list")
+def issues_list(
+    limit: int = typer.Option(20, "--limit", min=1, max=1000, help="How many (newest first)."),
+    status: str | None = typer.Option(None, "--status", help="Only draft, scheduled, sending, sent or cancelled."),
+    tests: bool = typer.Option(False, "--tests", help="Include test sends."),
+) -> None:
+    """Issues, newest first: state, topic, schedule, and deliveries by outcome."""
+    from core.issues import list_issues
+    from storage.models import IssueStatus
+
+    if status is not None and status not in {s.value for s in IssueStatus}:
+        fail("--status must be draft, scheduled, sending, sent or cancelled", 2)
+    settings = settings_or_exit()
+    existing_database_or_exit(settings)
+    rows = _with_db(settings, lambda db: list_issues(db, limit=limit, status=status, include_tests=tests))
+    table = _table(f"issues (times in {settings.timezone})", "id", "title", "topic", "state", "when", "deliveries",
+                   wrap=("title", "deliveries"))
+    for row in rows:
+        issue = row.issue
+        title = issue.title or "(no title yet)"
+        if issue.test_of is not None:
+            title = f"[test of {issue.test_of}] {title}"
+        when = local_time(settings, issue.started_at or issue.scheduled_at or issue.created_at)
+        _row(table, str(issue.id), title, issue.topic or "all", issue.status, when, _deliveries_cell(row.counts))
+    console.print(table)
+
+
+@issues_app.command("show")
+def issues_show(issue_id: int = typer.Argument(..., help="The issue id.")) -> None:
+    """One issue: its state, topic, channels, times, deliveries per channel and status, failure reasons."""
+    settings = settings_or_exit()
+    detail = issue_or_exit(settings, issue_id)
+    issue = detail.issue
+    facts = [
+        ("title", issue.title or "(no title yet)"),
+        ("state", issue.status),
+        ("topic", f"{issue.topic} ({settings.topic_labels.get(issue.topic, '?')})" if issue.topic else "all"),
+        ("channels", ", ".join(issue.channels) if issue.channels else "every configured channel"),
+        ("created", f"{local_time(settings, issue.created_at)} by {issue.created_by}"),
+        ("scheduled", local_time(settings, issue.scheduled_at)),
+        ("started", local_time(settings, issue.started_at)),
+        ("finished", local_time(settings, issue.finished_at)),
+        ("cancelled", local_time(settings, issue.cancelled_at)),
+        ("test of", str(issue.test_of) if issue.test_of is not None else ""),
+    ]
+    for name, value in facts:
+        if value:
+            console.print(f"{name:>10}: {value}", markup=False, highlight=False)
+    print_delivery_report(detail.report, f"issue {issue_id} deliveries")
+
+
+@issues_app.command("cancel")
+def issues_cancel(
+    issue_id: int = typer.Argument(..., help="The issue id."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Cancel a draft, a scheduled issue, or a running broadcast (deliveries not yet started are cancelled; sent ones
+    stay sent)."""
+    from bots.broadcasting import cli_actor
+    from core.issues import IssueStateError, cancel_issue
+
+    settings = settings_or_exit()
+    detail = issue_or_exit(settings, issue_id)
+    if not yes and not typer.confirm(f"cancel issue {issue_id} 「{detail.issue.title}」 ({detail.issue.status})?",
+                                     default=False):
+        err.print("nothing was cancelled")
+        raise typer.Exit(1)
+    try:
+        result = _with_db(settings, lambda db: cancel_issue(db, issue_id, actor=cli_actor()))
+    except IssueStateError as exc:
+        fail(str(exc), 1)
+    console.print(f"issue {issue_id} cancelled (was {result.previous_status}): {result.cancelled} deliveries "
+                  f"cancelled, {result.sent} already sent stay sent, {result.in_flight} in flight finish",
+                  markup=False, highlight=False)
+
+
+@issues_app.command("send")
+def issues_send(
+    issue_id: int = typer.Argument(..., help="A draft (e.g. kept by `broadcast --test`) or a scheduled issue."),
+    at: str | None = typer.Option(None, "--at", help='Schedule instead: "2026-12-01 09:00" or +30m / +2h / +45s.'),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Send a stored draft now (or schedule it with --at)."""
+    from bots.broadcasting import cli_actor, send_stored_issue
+    from core.issues import IssueStateError, check_complete, check_transition, schedule_issue
+    from core.schedule import ScheduleError
+
+    settings = serving_settings_or_exit()
+    when = schedule_or_exit(settings, at)
+    detail = issue_or_exit(settings, issue_id)
+    try:
+        # Refuse a wrong state before connecting to any platform (the use case checks again, atomically).
+        check_transition(detail.issue, "scheduled" if when is not None else "sending", "schedule" if when else "send")
+        check_complete(detail.issue)
+    except IssueStateError as exc:
+        fail(str(exc), 1)
+    what = f"schedule for {local_time(settings, when)}" if when is not None else "send now"
+    if not yes and not typer.confirm(f"{what}: issue {issue_id} 「{detail.issue.title}」?", default=False):
+        err.print("nothing was sent")
+        raise typer.Exit(1)
+    try:
+        if when is not None:
+            _with_db(settings, lambda db: schedule_issue(db, issue_id, when, actor=cli_actor()))
+            console.print(f"scheduled for {local_time(settings, when)} ({settings.timezone})", markup=False,
+                          highlight=False)
+        else:
+            run_async(lambda: send_stored_issue(settings, issue_id, actor=cli_actor(), out=console))
+    except (IssueStateError, ScheduleError) as exc:
+        fail(str(exc), 1)
+    print(issue_id)
+
+
+# ---- stats and the admin log (issue 5 items 1 and 8) -------------------------------------------------------------
+
+@app.command()
+def stats(
+    chart: Path | None = typer.Option(None, "--chart", dir_okay=False, help="Also draw sign-ups over time per "
+                                      "channel into this PNG file."),
+    days: int = typer.Option(30, "--days", min=1, max=3660, help="Days the chart covers (today included)."),
+    issues: int = typer.Option(5, "--issues", min=0, max=100, help="How many recent issues to show."),
+    as_json: bool = typer.Option(False, "--json", help="Print the numbers as JSON instead of tables."),
+) -> None:
+    """Subscribers per channel and topic, new and withdrawn (7 and 30 days), sign-ups per campaign, recent issues."""
+    from core.stats import collect_stats, signups_per_day
+
+    settings = settings_or_exit()
+    existing_database_or_exit(settings)
+    report = _with_db(settings, lambda db: collect_stats(db, settings, last_issues=issues))
+    if as_json:
+        print(json.dumps(stats_json(settings, report), ensure_ascii=False, indent=2))
+    else:
+        print_stats(settings, report)
+    if chart is not None:
+        from bots.charts import write_signup_chart
+
+        series = _with_db(settings, lambda db: signups_per_day(db, settings.zone, days=days))
+        size = write_signup_chart(chart, series)
+        err.print(f"chart written to {chart} ({size} bytes)", markup=False, highlight=False)
+
+
+def stats_json(settings: Settings, report: Any) -> dict[str, Any]:
+    """The stats as JSON-able data (``otayori stats --json``): the same numbers as the tables."""
+    return {
+        "generated_at": report.generated_at.isoformat(),
+        "timezone": settings.timezone,
+        "subscribers": report.subscribers,
+        "by_channel": report.by_channel,
+        "by_topic": {slug: {"label": label, "subscribers": report.subscribers_by_topic[slug],
+                            "by_channel": {c: n for (c, t), n in report.by_channel_topic.items() if t == slug}}
+                     for slug, label in settings.topic_labels.items()},
+        "movement": {f"{m.days}d": {"new": m.new, "withdrawn": m.withdrawn} for m in report.movement},
+        "signups_by_campaign": [{"campaign": campaign, "channel": channel, "signups": count}
+                                for (campaign, channel), count in sorted(report.signups_by_campaign.items(),
+                                                                         key=lambda item: (item[0][0] or "", item[0][1]))],
+        "issues": [{"id": r.issue_id, "title": r.title, "topic": r.topic, "status": r.status,
+                    "started_at": r.started_at.isoformat() if r.started_at else None, "counts": r.counts,
+                    "unsubscribes_48h": r.unsubscribes_48h} for r in report.issues],
+    }
+
+
+def print_stats(settings: Settings, report: Any) -> None:
+    """The stats as rich tables on stdout."""
+    from core.stats import CHANNELS
+
+    labels = settings.topic_labels
+    audience = Table("channel", "all topics", *labels.values(), title=f"subscribers: {report.subscribers} people")
+    for channel in CHANNELS:
+        _row(audience, channel, str(report.by_channel[channel]),
+             *(str(report.by_channel_topic[(channel, slug)]) for slug in labels))
+    _row(audience, "people", str(report.subscribers), *(str(report.subscribers_by_topic[slug]) for slug in labels))
+    console.print(audience)
+    movement = Table("channel", *(f"{kind} {m.days}d" for m in report.movement for kind in ("new", "withdrawn")),
+                     title="new and withdrawn")
+    for channel in CHANNELS:
+        movement.add_row(channel, *(str(getattr(m, kind)[channel]) for m in report.movement
+                                    for kind in ("new", "withdrawn")))
+    console.print(movement)
+    campaigns = Table("campaign", *CHANNELS, "total", title="sign-ups per campaign")
+    for campaign in sorted({c for c, _ in report.signups_by_campaign}, key=lambda c: (c is None, c or "")):
+        per = [report.signups_by_campaign.get((campaign, channel), 0) for channel in CHANNELS]
+        _row(campaigns, campaign or "(none)", *map(str, per), str(sum(per)))
+    console.print(campaigns)
+    recent = _table(f"recent issues (times in {settings.timezone})", "id", "title", "topic", "started", "sent",
+                    "failed", "skipped", "unsub 48h", wrap=("title",))
+    for r in report.issues:
+        _row(recent, str(r.issue_id), r.title, r.topic or "all", local_time(settings, r.started_at),
+                       _counts_cell(r.counts, "sent"), _counts_cell(r.counts, "failed", "uncertain"),
+                       _counts_cell(r.counts, "skipped"), str(r.unsubscribes_48h))
+    console.print(recent)
+
+
+@app.command("admin-log")
+def admin_log_command(limit: int = typer.Option(50, "--limit", min=1, max=10000, help="How many (newest first).")) -> None:
+    """The admin log: who did what and when (and refused attempts), newest first, one line each."""
+    from core.admins import admin_log
+
+    settings = settings_or_exit()
+    existing_database_or_exit(settings)
+    rows = _with_db(settings, lambda db: admin_log(db, limit=limit))
+    if not rows:
+        console.print("the admin log is empty", markup=False, highlight=False)
+    # One line per entry, like a log (greppable, and readable in any terminal width).
+    for row in rows:
+        parts = [local_time(settings, row.occurred_at), f"{row.channel}:{row.actor}", row.action]
+        if row.outcome != "ok":
+            parts.append(row.outcome.upper())
+        if row.issue_id is not None:
+            parts.append(f"issue {row.issue_id}")
+        if row.details:
+            parts.append(_details_cell(row.details))
+        console.print("  ".join(parts), markup=False, highlight=False, soft_wrap=True)
+    console.print(f"(times in {settings.timezone}; newest first)", markup=False, highlight=False)
 
 
 def _click_exceptions():  # type: ignore[no-untyped-def]

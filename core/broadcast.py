@@ -1,8 +1,8 @@
 """Issues and broadcasts: an issue (title + Markdown) becomes one delivery row per active, consented endpoint.
 
-The consent rule is inside the query (:mod:`core.eligibility`), as one ``INSERT … SELECT`` that ignores rows already
-present, so enqueuing twice never doubles a delivery (DESIGN.md "Delivery: an outbox"). For now every issue targets
-everyone and a grant covers all topics (issue 2); topics come with the admin desk.
+The consent rule, topic included, is inside the query (:mod:`core.eligibility`), as one ``INSERT … SELECT`` that
+ignores rows already present, so enqueuing twice never doubles a delivery (DESIGN.md "Delivery: an outbox"). An issue
+with a topic reaches the subscribers who chose that topic or chose none (= every topic).
 """
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import func, literal, select, update
+from sqlalchemy import ColumnElement, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core.eligibility import consented_clause
 from storage.database import Database
@@ -60,63 +62,92 @@ def parse_issue_markdown(text: str) -> IssueDraft:
     return IssueDraft(title=title, body_md=body)
 
 
-async def create_issue(db: Database, draft: IssueDraft, *, created_by: str = "cli", topic: str | None = None) -> Issue:
-    """Store a new issue (status ``draft``) and return it with its id."""
+async def create_issue(
+    db: Database, draft: IssueDraft, *, created_by: str = "cli", topic: str | None = None,
+    channels: Iterable[str] | None = None,
+) -> Issue:
+    """Store a new issue (status ``draft``) and return it with its id. ``topic`` None targets every topic;
+    ``channels`` None = every channel enabled when it is sent."""
     async with db.write() as session:
-        issue = Issue(title=draft.title, body_md=draft.body_md, topic=topic, created_by=created_by)
+        issue = Issue(title=draft.title, body_md=draft.body_md, topic=topic, created_by=created_by,
+                      channels=list(channels) if channels is not None else None)
         session.add(issue)
         await session.flush()
         return issue
 
 
-async def recipient_counts(db: Database, channels: Iterable[str]) -> dict[str, int]:
-    """How many endpoints per channel would receive an issue now (active and consented), for the preview."""
+async def recipient_counts(db: Database, channels: Iterable[str], *, topic: str | None = None,
+                           only: ColumnElement[bool] | None = None) -> dict[str, int]:
+    """How many endpoints per channel would receive an issue on ``topic`` (None: every topic) now — active,
+    consented and wanting the topic — for the preview. ``only``: a further WHERE clause over :class:`Endpoint`
+    (e.g. the admins' own endpoints for a test send)."""
     wanted = list(channels)
     async with db.read() as session:
-        rows = await session.exec(  # type: ignore[call-overload]
+        query = (
             select(Endpoint.channel, func.count())
-            .where(consented_clause(), Endpoint.channel.in_(wanted))  # type: ignore[attr-defined]
+            .where(consented_clause(topic), Endpoint.channel.in_(wanted))  # type: ignore[attr-defined]
             .group_by(Endpoint.channel)
         )
+        if only is not None:
+            query = query.where(only)
+        rows = await session.exec(query)  # type: ignore[call-overload]
         found = {channel: int(count) for channel, count in rows.all()}
     return {channel: found.get(channel, 0) for channel in wanted}
 
 
+#: Issue states from which deliveries may be created (core/issues.py holds the whole state machine).
+ENQUEUE_FROM = (IssueStatus.DRAFT.value, IssueStatus.SCHEDULED.value, IssueStatus.SENDING.value)
+
+
 async def enqueue(db: Database, issue_id: int, channels: Iterable[str]) -> dict[str, int]:
-    """Create the deliveries of issue ``issue_id`` on ``channels`` and mark the issue ``sending``.
+    """Create the deliveries of issue ``issue_id`` on ``channels`` (to endpoints wanting the issue's topic) and mark
+    the issue ``sending``.
 
     Returns the number of deliveries per channel for the issue after the insert. Idempotent: rows that exist already
-    are kept as they are. Raises ``LookupError`` for an unknown issue.
+    are kept as they are. Raises ``LookupError`` for an unknown issue and ``ValueError`` for a sent or cancelled one.
     """
-    wanted = list(channels)
-    now = utcnow()
     async with db.write() as session:
         issue = await session.get(Issue, issue_id)
         if issue is None:
             raise LookupError(f"no issue {issue_id}")
-        dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        source = select(
-            literal(issue_id),
-            Endpoint.id,
-            Endpoint.channel,
-            literal(DeliveryStatus.PENDING.value),
-            literal(0),
-            literal(now, UTCDateTime()),
-            literal(now, UTCDateTime()),
-        ).where(consented_clause(), Endpoint.channel.in_(wanted))  # type: ignore[attr-defined]
-        statement = insert(Delivery).from_select(
-            ["issue_id", "endpoint_id", "channel", "status", "attempts", "created_at", "updated_at"], source
-        ).on_conflict_do_nothing(index_elements=["issue_id", "endpoint_id"])
-        await session.exec(statement)  # type: ignore[call-overload]
-        if issue.status == IssueStatus.DRAFT.value:
-            issue.status = IssueStatus.SENDING.value
-            issue.started_at = now
-            session.add(issue)
-        rows = await session.exec(  # type: ignore[call-overload]
-            select(Delivery.channel, func.count()).where(Delivery.issue_id == issue_id).group_by(Delivery.channel)
-        )
-        found = {channel: int(count) for channel, count in rows.all()}
+        return await enqueue_in(session, issue, channels, now=utcnow())
+
+
+async def enqueue_in(
+    session: AsyncSession, issue: Issue, channels: Iterable[str], *, now: datetime,
+    only: ColumnElement[bool] | None = None,
+) -> dict[str, int]:
+    """:func:`enqueue` inside the caller's write transaction (``issue`` loaded in ``session``). ``only``: a further
+    WHERE clause over :class:`Endpoint` (a test send's admin endpoints). The issue moves to ``sending`` (``started_at``
+    = ``now``). Raises ``ValueError`` when the issue is neither a draft, scheduled nor sending."""
+    if issue.status not in ENQUEUE_FROM:
+        raise ValueError(f"issue {issue.id} is {issue.status}: no deliveries can be created")
+    wanted = list(channels)
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    source = select(
+        literal(issue.id),
+        Endpoint.id,
+        Endpoint.channel,
+        literal(DeliveryStatus.PENDING.value),
+        literal(0),
+        literal(now, UTCDateTime()),
+        literal(now, UTCDateTime()),
+    ).where(consented_clause(issue.topic), Endpoint.channel.in_(wanted))  # type: ignore[attr-defined]
+    if only is not None:
+        source = source.where(only)
+    statement = insert(Delivery).from_select(
+        ["issue_id", "endpoint_id", "channel", "status", "attempts", "created_at", "updated_at"], source
+    ).on_conflict_do_nothing(index_elements=["issue_id", "endpoint_id"])
+    await session.exec(statement)  # type: ignore[call-overload]
+    if issue.status != IssueStatus.SENDING.value:
+        issue.status = IssueStatus.SENDING.value
+        issue.started_at = now
+        session.add(issue)
+    rows = await session.exec(  # type: ignore[call-overload]
+        select(Delivery.channel, func.count()).where(Delivery.issue_id == issue.id).group_by(Delivery.channel)
+    )
+    found = {channel: int(count) for channel, count in rows.all()}
     return {channel: found.get(channel, 0) for channel in wanted}
 
 
@@ -147,7 +178,7 @@ async def requeue(db: Database, issue_id: int, from_status: DeliveryStatus, *, c
 
     Consent is re-checked at the next attempt as always, so a person who withdrew meanwhile is skipped. A retried
     uncertain delivery is a new send the author asked for: its LINE retry key is dropped (a fresh request).
-    Raises ``ValueError`` for any other status and ``LookupError`` for an unknown issue.
+    Raises ``ValueError`` for any other status or a cancelled issue, and ``LookupError`` for an unknown issue.
     """
     if from_status not in (DeliveryStatus.DEFERRED, DeliveryStatus.UNCERTAIN):
         raise ValueError("only deferred or uncertain deliveries can be re-queued")
@@ -156,6 +187,8 @@ async def requeue(db: Database, issue_id: int, from_status: DeliveryStatus, *, c
         issue = await session.get(Issue, issue_id)
         if issue is None:
             raise LookupError(f"no issue {issue_id}")
+        if issue.status == IssueStatus.CANCELLED.value:
+            raise ValueError(f"issue {issue_id} was cancelled: its deliveries are not sent any more")
         statement = (
             update(Delivery)
             .where(Delivery.issue_id == issue_id, Delivery.status == from_status.value)

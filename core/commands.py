@@ -15,9 +15,9 @@ Decisions this module makes (and the tests pin):
   does not know as campaign unknown with the raw text in the evidence.
 - ``メール``/``email`` accept any argument (the caller validates the address and explains the syntax); with no
   argument the intent is ``EMAIL`` with ``argument=None``.
-- Telegram slash commands (``/start``, ``/stop``, ``/status``, ``/help``, each with an optional ``@botname``) follow
-  the platform's convention that a command is its first word: text after ``/stop``, ``/status`` or ``/help`` is
-  ignored, text after ``/start`` is the deep-link payload (the campaign). Any other ``/word`` is ``TEXT``.
+- Telegram slash commands (``/start``, ``/stop``, ``/status``, ``/topics``, ``/help``, each with an optional
+  ``@botname``) follow the platform's convention that a command is its first word: text after ``/stop``,
+  ``/status``, ``/topics`` or ``/help`` is ignored, text after ``/start`` is the deep-link payload (the campaign). Any other ``/word`` is ``TEXT``.
   Command names are ``[a-z0-9_]{1,32}`` (https://core.telegram.org/bots/features#commands).
 - An empty message, or one made only of whitespace and invisible characters, is :attr:`IntentKind.HELP` (Japanese):
   there is nothing to forward to the author, and help is the grammar's answer to anything unrecognised.
@@ -76,6 +76,8 @@ class IntentKind(StrEnum):
     """Add the email channel (double opt-in). ``argument``: the address as typed, NFKC (＠ -> @), case kept; or None."""
     STATUS = "status"
     """Show my channels, topics and consent dates. ``argument``: None."""
+    TOPICS = "topics"
+    """Show the topics with a button each to choose them (none chosen = every topic). ``argument``: None."""
     HELP = "help"
     """Show help. ``argument``: None."""
     TEXT = "text"
@@ -118,6 +120,9 @@ _WORDS: tuple[tuple[str, IntentKind, Language], ...] = (
     ("email", IntentKind.EMAIL, "en"),
     ("状態", IntentKind.STATUS, "ja"),
     ("status", IntentKind.STATUS, "en"),
+    ("トピック", IntentKind.TOPICS, "ja"),
+    ("topics", IntentKind.TOPICS, "en"),
+    ("topic", IntentKind.TOPICS, "en"),
     ("ヘルプ", IntentKind.HELP, "ja"),
     ("help", IntentKind.HELP, "en"),
     ("?", IntentKind.HELP, "ja"),
@@ -130,6 +135,7 @@ _SLASH_COMMANDS: dict[str, IntentKind] = {
     "start": IntentKind.SUBSCRIBE,
     "stop": IntentKind.WITHDRAW,
     "status": IntentKind.STATUS,
+    "topics": IntentKind.TOPICS,
     "help": IntentKind.HELP,
 }
 
@@ -225,7 +231,7 @@ def parse(text: str, *, bot_username: str | None = None) -> Intent:
         return _parse_slash_command(text, words, key, rest, bot_username)
 
     for word, kind, language in _WORDS:
-        # The table is tiny (18 rows): normalising a keyword per call is cheaper than a module-level cache and keeps
+        # The table is tiny (24 rows): normalising a keyword per call is cheaper than a module-level cache and keeps
         # import free of work.
         if key != normalise_keyword(word):
             continue

@@ -40,7 +40,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from core import render, texts
 from core.broadcast import finish_if_done
 from core.channels import ChannelSender, OutboundMessage, Outcome, OutcomeKind, SendResult
-from core.eligibility import consented_clause
+from core.eligibility import consented_clause, delivery_topic
 from core.subscriptions import SubscriptionService
 from storage.database import Database
 from storage.models import ChannelLease, Delivery, DeliveryStatus, Endpoint, EndpointState, Issue
@@ -697,7 +697,8 @@ def _mark_statement():  # type: ignore[no-untyped-def]
     is correlated (EXISTS per row, a primary-key look-up), not "endpoint_id IN (every consented endpoint)", which
     SQLite would compute over the whole audience for every request.
     """
-    consented = select(Endpoint.id).where(Endpoint.id == Delivery.endpoint_id, consented_clause()).exists()
+    consented = select(Endpoint.id).where(Endpoint.id == Delivery.endpoint_id,
+                                         consented_clause(delivery_topic())).exists()
     address = select(Endpoint.address).where(Endpoint.id == Delivery.endpoint_id).scalar_subquery()
     now = bindparam("now", type_=UTCDateTime())
     return (

@@ -16,6 +16,7 @@ Both raise :class:`ConfigError`, whose ``str()`` is one line naming the setting.
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -29,6 +30,13 @@ ENV_PREFIX = "OTAYORI_"
 # Values that show a secret was copied from .env.example and never replaced.
 _PLACEHOLDER_MARKERS = ("change-me", "changeme", "replace-me", "placeholder", "your-secret", "xxxx", "example")
 MIN_SECRET_KEY_LENGTH = 32
+
+#: Topic slugs (``OTAYORI_TOPICS``): stored in ``issue.topic`` (32 characters) and sent as button data.
+TOPIC_SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+#: The word that means "every topic" wherever a topic is chosen (``--topic all``); no topic may use it.
+ALL_TOPICS = "all"
+#: LINE quick-reply labels hold 20 characters; topic buttons prefix a check mark and a space.
+MAX_TOPIC_LABEL = 18
 
 DEFAULT_PURPOSE_OF_USE = (
     "ご登録いただいた連絡先(LINEのユーザーID、TelegramのチャットID、メールアドレス)は、"
@@ -147,10 +155,33 @@ class Settings(BaseSettings):
     @field_validator("topics")
     @classmethod
     def _topic_pairs(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one topic is needed (slug:label, comma-separated)")
+        seen: set[str] = set()
         for item in value:
-            slug, sep, label = item.partition(":")
-            if not sep or not slug.strip() or not label.strip():
+            slug, sep, label = (part.strip() for part in item.partition(":"))
+            if not sep or not slug or not label:
                 raise ValueError(f"each topic is slug:label, got {item!r}")
+            if not TOPIC_SLUG.fullmatch(slug):
+                # The slug is stored (issue.topic, 32 characters) and travels in button data (<= 64 bytes).
+                raise ValueError(f"topic slug {slug!r}: 1-32 characters of a-z 0-9 _ -, starting with a letter or digit")
+            if slug == ALL_TOPICS:
+                raise ValueError(f"topic slug {ALL_TOPICS!r} is reserved (it means every topic)")
+            if slug in seen:
+                raise ValueError(f"topic slug {slug!r} appears twice")
+            if len(label) > MAX_TOPIC_LABEL:
+                # A LINE quick-reply label holds 20 characters; the topic buttons add a 2-character check mark.
+                raise ValueError(f"topic label {label!r} is longer than {MAX_TOPIC_LABEL} characters")
+            seen.add(slug)
+        return value
+
+    @field_validator("telegram_admin_ids")
+    @classmethod
+    def _telegram_user_ids(cls, value: list[int]) -> list[int]:
+        for user_id in value:
+            if user_id <= 0:
+                # Users have positive ids; groups and channels have negative chat ids (Bot API "Chat").
+                raise ValueError(f"{user_id} is not a Telegram user id (user ids are positive numbers)")
         return value
 
     @model_validator(mode="after")
@@ -178,6 +209,12 @@ class Settings(BaseSettings):
     def email_enabled(self) -> bool:
         """Email is on when ``OTAYORI_SMTP_HOST`` is set."""
         return bool(self.smtp_host)
+
+    @property
+    def enabled_channels(self) -> list[str]:
+        """The channels that are on (``line``, ``telegram``, ``email``, in that order)."""
+        on = (("line", self.line_enabled), ("telegram", self.telegram_enabled), ("email", self.email_enabled))
+        return [channel for channel, enabled in on if enabled]
 
     @property
     def any_channel_enabled(self) -> bool:

@@ -4,7 +4,8 @@ The same on LINE and Telegram (DESIGN.md "Chat grammar"). Each handler runs in o
 the inbound event processed, so a repeated event does nothing twice; it returns the replies to send, which the bot
 sends after the commit. Flow: ask (登録: the terms are shown and an *offer* is stored) -> consent (button or 同意
 within 24 h of the offer) -> ``grant`` event, endpoint ``active``; 解除 -> ``withdraw`` on this channel; 全解除 ->
-``withdraw`` on every channel; blocking the bot -> endpoint ``unreachable`` plus ``withdraw`` (source ``blocked``).
+``withdraw`` on every channel; blocking the bot -> endpoint ``unreachable`` plus ``withdraw`` (source ``blocked``);
+トピック -> the topic buttons, each press a ``topics`` event when the choice changes (core/topics.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, Literal
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from core import consent, texts
+from core import consent, texts, topics
 from core.commands import Intent, IntentKind, is_confirmation_code, parse
 from core.inbound import begin_processing, finish_processing
 from core.settings import Settings
@@ -114,6 +115,9 @@ class SubscriptionService:
             offer_id = int(offer_ref) if offer_ref.isdigit() else None
             language = self._language(ctx)
             return await self._once(ctx, lambda session: self._consent(session, ctx, language, offer_id))
+        if data.startswith(topics.TOPIC_BUTTON_PREFIX):
+            language = self._language(ctx)
+            return await self._once(ctx, lambda session: self._toggle_topic(session, ctx, language, data))
         return await self._once(ctx, lambda session: self._help(ctx, self._language(ctx)))
 
     async def handle_follow(self, ctx: ChatContext, *, is_unblocked: bool = False) -> list[Reply]:
@@ -188,6 +192,7 @@ class SubscriptionService:
             IntentKind.WITHDRAW_ALL,
             IntentKind.EMAIL,
             IntentKind.STATUS,
+            IntentKind.TOPICS,
         ):
             return [Reply("group_refused", texts.text("group_refused", language))]
         if intent.kind is IntentKind.SUBSCRIBE:
@@ -200,6 +205,8 @@ class SubscriptionService:
             return await self._withdraw_all(session, ctx, language)
         if intent.kind is IntentKind.STATUS:
             return await self._status(session, ctx, language)
+        if intent.kind is IntentKind.TOPICS:
+            return await self._topics(session, ctx, language)
         if intent.kind is IntentKind.EMAIL:
             return [Reply("email_unavailable", texts.text("email_unavailable", language))]
         if ctx.chat_type != "private":
@@ -372,13 +379,58 @@ class SubscriptionService:
                 state=texts.STATE_NAMES[other.state][language],
                 consented=consented,
             ))
-        topics = subscriber.topics if subscriber is not None else None
-        if topics:
-            labels = self.settings.topic_labels
-            lines.append(texts.text("status_topics", language, topics="、".join(labels.get(t, t) for t in topics)))
+        chosen = topics.normalise_choice(self.settings, subscriber.topics if subscriber is not None else None)
+        if chosen:
+            lines.append(texts.text("status_topics", language, topics=topics.describe(self.settings, chosen, language)))
         else:
             lines.append(texts.text("status_topics_all", language))
         return [Reply("status", "\n".join(lines))]
+
+    # ---- topics (issue 5 item 7) -----------------------------------------------------------------------------
+
+    def _topics_reply(self, kind: str, chosen: list[str] | None, language: Language) -> Reply:
+        key = "topics_menu" if kind == "topics" else "topics_changed"
+        body = texts.text(key, language, current=topics.describe(self.settings, chosen, language))
+        buttons = tuple(Button(label, data) for label, data in topics.button_labels(self.settings, chosen, language))
+        return Reply(kind, body, buttons)
+
+    async def _receiving_endpoint(self, session: AsyncSession, ctx: ChatContext) -> Endpoint | None:
+        endpoint = await self._endpoint(session, ctx)
+        if endpoint is None or endpoint.state not in (EndpointState.ACTIVE.value, EndpointState.PENDING.value):
+            return None
+        return endpoint
+
+    async def _topics(self, session: AsyncSession, ctx: ChatContext, language: Language) -> list[Reply]:
+        """``トピック``: the topics with one button each (the current choice marked) and an "every topic" button."""
+        endpoint = await self._receiving_endpoint(session, ctx)
+        if endpoint is None:
+            return [Reply("not_subscribed", texts.text("not_subscribed", language))]
+        subscriber = await session.get(Subscriber, endpoint.subscriber_id)
+        return [self._topics_reply("topics", subscriber.topics if subscriber else None, language)]
+
+    async def _toggle_topic(self, session: AsyncSession, ctx: ChatContext, language: Language,
+                            data: str) -> list[Reply]:
+        """A topic button: toggle that topic (or choose every topic) for the presser's own subscription and append a
+        ``topics`` ledger event when the choice changed. A button forwarded to someone else changes only theirs."""
+        if ctx.chat_type != "private":
+            return [Reply("group_refused", texts.text("group_refused", language))]
+        endpoint = await self._receiving_endpoint(session, ctx)
+        if endpoint is None:
+            return [Reply("not_subscribed", texts.text("not_subscribed", language))]
+        subscriber = await session.get(Subscriber, endpoint.subscriber_id)
+        assert subscriber is not None
+        before = topics.normalise_choice(self.settings, subscriber.topics)
+        known, slug = topics.slug_of_button(self.settings, data)
+        if not known:  # a button of a topic that is no longer offered: show the current menu
+            return [self._topics_reply("topics", before, language)]
+        after = topics.toggled(self.settings, before, slug)
+        if after != before:
+            subscriber.topics = after
+            session.add(subscriber)
+            evidence = dict(ctx.evidence)
+            evidence.update({"previous_topics": before, "via": "button"})
+            await self._append(session, endpoint, ConsentAction.TOPICS, ConsentSource.CHAT, evidence=evidence)
+        return [self._topics_reply("topics_changed", after, language)]
 
     # ---- helpers ---------------------------------------------------------------------------------------------
 

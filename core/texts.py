@@ -84,12 +84,14 @@ _TEXTS: dict[str, dict[Language, str]] = {
         "・解除 … このチャットへの配信を停止\n"
         "・全解除 … すべてのチャネルの配信を停止\n"
         "・状態 … 登録状況の確認\n"
+        "・トピック … 受け取るトピックを選ぶ\n"
         "・ヘルプ … この案内",
         "en": "Commands:\n"
         "- subscribe: read the terms and subscribe\n"
         "- stop: unsubscribe this chat\n"
         "- 全解除: unsubscribe every channel\n"
         "- status: show your subscription\n"
+        "- topics: choose the topics you receive\n"
         "- help: this message",
     },
     "email_unavailable": {
@@ -165,6 +167,76 @@ _TEXTS: dict[str, dict[Language, str]] = {
     },
     "status_topics_all": {"ja": "トピック: すべて", "en": "Topics: all"},
     "status_topics": {"ja": "トピック: {topics}", "en": "Topics: {topics}"},
+    "topics_menu": {
+        "ja": "受け取りたいトピックをボタンで選んでください(押すたびに選択/解除。何も選ばなければすべてお届けします)。\n"
+        "いまの設定: {current}",
+        "en": "Choose the topics you want with the buttons (each press selects or deselects; none chosen = all).\n"
+        "Now: {current}",
+    },
+    "topics_changed": {
+        "ja": "トピックを変更しました。いまの設定: {current}",
+        "en": "Topics changed. Now: {current}",
+    },
+    "topics_all": {"ja": "すべて", "en": "all"},
+    # ---- the stats chart (bots/charts.py) ---------------------------------------------------------------------------
+    "chart_signups_title": {
+        "ja": "チャネル別の登録数の推移(直近{days}日・累計)",
+        "en": "Sign-ups per channel (last {days} days, cumulative)",
+    },
+    "chart_signups_axis": {"ja": "登録数(累計)", "en": "sign-ups (cumulative)"},
+    "chart_legend": {"ja": "{channel}(計 {total})", "en": "{channel} ({total} in all)"},
+    # ---- refusals with a reason (ReasonError keys): the author's desk ----------------------------------------------
+    "schedule_malformed": {
+        "ja": "日時「{given}」を読み取れません。「2026-12-01 09:00」の形か、「+30m」「+2h」「+45s」のように送ってください。",
+        "en": "Cannot read the time {given!r}: write 2026-12-01 09:00, or a relative +30m, +2h, +45s.",
+    },
+    "schedule_past": {
+        "ja": "{when}({zone})はすでに過ぎています。これから先の日時を指定してください。",
+        "en": "{when} ({zone}) is in the past: choose a time in the future.",
+    },
+    "schedule_nonexistent": {
+        "ja": "{when} は {zone} に存在しない時刻です(夏時間の切り替え)。別の時刻を指定してください。",
+        "en": "{when} does not exist in {zone} (a daylight-saving gap): choose another time.",
+    },
+    "schedule_too_far": {
+        "ja": "予約できるのは{days}日先までです。",
+        "en": "Schedules reach at most {days} days ahead.",
+    },
+    "issue_not_found": {"ja": "号 {issue_id} は見つかりません。", "en": "There is no issue {issue_id}."},
+    "issue_already_sent": {
+        "ja": "号 {issue_id} は配信が完了しています。取り消せません(届いたものは戻せません)。",
+        "en": "Issue {issue_id} has been sent completely: there is nothing left to cancel.",
+    },
+    "issue_already_cancelled": {
+        "ja": "号 {issue_id} はすでに取り消されています。",
+        "en": "Issue {issue_id} is cancelled already.",
+    },
+    "issue_wrong_state": {
+        "ja": "号 {issue_id} は「{state}」のため、{action}できません。",
+        "en": "Issue {issue_id} is {state_en}: it cannot be {action_en}.",
+    },
+    "issue_incomplete": {
+        "ja": "号 {issue_id} にはまだ{missing}がありません。",
+        "en": "Issue {issue_id} has no {missing_en} yet.",
+    },
+    "test_no_recipients": {
+        "ja": "テスト送信の宛先がありません。テスト送信は管理者ご自身が登録(同意)しているチャネルにだけ届きます。"
+        "まずボットに「登録」してください。",
+        "en": "No test recipients: a test goes only to the admins' own subscribed endpoints. Subscribe to the bot "
+        "first.",
+    },
+    "unknown_topic": {
+        "ja": "トピック「{given}」はありません。選べるもの: {choices}",
+        "en": "Unknown topic {given!r}; choose one of: {choices}",
+    },
+    "unknown_channel": {
+        "ja": "チャネル「{given}」はありません。選べるもの: line, telegram, email",
+        "en": "Unknown channel {given!r}; choose from line, telegram, email",
+    },
+    "channel_off": {
+        "ja": "{channel} は設定されていないため使えません。",
+        "en": "{channel} is not configured here, so it cannot be used",
+    },
     "issue_footer": {
         "ja": "配信停止は「解除」と送ってください。",
         "en": "Send 解除 (stop) to unsubscribe.",
@@ -181,6 +253,34 @@ CHANNEL_NAMES: dict[str, dict[Language, str]] = {
     "email": {"ja": "メール", "en": "Email"},
 }
 
+#: Issue states (core.issues) as the author reads them.
+ISSUE_STATE_NAMES: dict[str, dict[Language, str]] = {
+    "draft": {"ja": "下書き", "en": "a draft"},
+    "scheduled": {"ja": "予約済み", "en": "scheduled"},
+    "sending": {"ja": "配信中", "en": "sending"},
+    "sent": {"ja": "配信完了", "en": "sent"},
+    "cancelled": {"ja": "取り消し済み", "en": "cancelled"},
+}
+
+#: What an admin asked to do to an issue, for "cannot be …" answers.
+ISSUE_ACTION_NAMES: dict[str, dict[Language, str]] = {
+    "schedule": {"ja": "予約", "en": "scheduled"},
+    "send": {"ja": "送信", "en": "sent"},
+    "edit": {"ja": "編集", "en": "edited"},
+    "cancel": {"ja": "取り消し", "en": "cancelled"},
+    "resume": {"ja": "再開", "en": "resumed"},
+}
+
+#: Parts of an issue that may be missing before it can be sent.
+ISSUE_PART_NAMES: dict[str, dict[Language, str]] = {
+    "title": {"ja": "タイトル", "en": "title"},
+    "body": {"ja": "本文", "en": "body"},
+}
+
+TOPICS_ALL_BUTTON = {"ja": "すべて", "en": "All"}
+#: Prefix of a chosen topic's button label (2 characters: labels are <= 18, LINE allows 20).
+TOPIC_CHOSEN_MARK = "✅ "
+
 STATE_NAMES: dict[str, dict[Language, str]] = {
     "active": {"ja": "配信中", "en": "active"},
     "pending": {"ja": "確認待ち", "en": "pending"},
@@ -192,3 +292,20 @@ STATE_NAMES: dict[str, dict[Language, str]] = {
 def text(key: str, language: Language = "ja", **values: object) -> str:
     """The string ``key`` in ``language`` with ``values`` filled in. Raises ``KeyError`` for an unknown key."""
     return _TEXTS[key][language].format(**values)
+
+
+class ReasonError(ValueError):
+    """A refusal the person is told about, with its reason: ``key`` names a string of this module, ``values`` fill it.
+
+    ``str(err)`` is the English sentence (the CLI and logs); :meth:`message` gives it in either language (the chat).
+    Subclasses name the situation (core.schedule.ScheduleError, core.issues.IssueStateError, …).
+    """
+
+    def __init__(self, key: str, **values: object) -> None:
+        self.key = key
+        self.values = values
+        super().__init__(text(key, "en", **values))
+
+    def message(self, language: Language = "ja") -> str:
+        """The reason in ``language``."""
+        return text(self.key, language, **self.values)

@@ -79,9 +79,10 @@ class DeliveryStatus(StrEnum):
 
 
 class IssueStatus(StrEnum):
-    """An issue's life: written, then sending, then done (or cancelled)."""
+    """An issue's life: draft -> scheduled -> sending -> sent, or cancelled (the transitions: core/issues.py)."""
 
     DRAFT = "draft"
+    SCHEDULED = "scheduled"
     SENDING = "sending"
     SENT = "sent"
     CANCELLED = "cancelled"
@@ -98,7 +99,8 @@ class Subscriber(SQLModel, table=True):
     created_at: datetime = _ts(default_factory=utcnow)
     language: str = Field(default="ja", max_length=8)
     display_name: str | None = Field(default=None, max_length=200)
-    # None = every topic (topics come with the admin desk issue; a grant covers all topics).
+    # The topic slugs chosen (changed only through core.topics, each change a ``topics`` ledger event);
+    # None or [] = every topic.
     topics: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     erased_at: datetime | None = _ts(default=None, nullable=True)
 
@@ -206,7 +208,14 @@ class TermsOffer(SQLModel, table=True):
 
 
 class Issue(SQLModel, table=True):
-    """One newsletter edition: title and Markdown body; ``topic`` None targets everyone."""
+    """One newsletter edition: title and Markdown body; ``topic`` None targets everyone.
+
+    A draft is an issue in status ``draft`` (it survives a restart; the title may still be empty while an admin
+    composes it). ``channels`` None = every channel enabled when it is sent. ``test_of``: this issue is a test send
+    of issue ``test_of`` to the admins' own endpoints (never counted in the stats).
+    """
+
+    __table_args__ = (Index("ix_issue_due", "status", "scheduled_at"),)
 
     id: int | None = Field(default=None, primary_key=True)
     title: str = Field(max_length=300)
@@ -217,6 +226,10 @@ class Issue(SQLModel, table=True):
     created_at: datetime = _ts(default_factory=utcnow)
     started_at: datetime | None = _ts(default=None, nullable=True)
     finished_at: datetime | None = _ts(default=None, nullable=True)
+    channels: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    scheduled_at: datetime | None = _ts(default=None, nullable=True)
+    cancelled_at: datetime | None = _ts(default=None, nullable=True)
+    test_of: int | None = Field(default=None, index=True)
 
 
 class Delivery(SQLModel, table=True):
@@ -302,3 +315,33 @@ class EmailConfirmation(SQLModel, table=True):
     used_at: datetime | None = _ts(default=None, nullable=True)
     wrong_codes: int = 0
     sent: bool = False
+
+
+class AdminAction(SQLModel, table=True):
+    """The append-only log of admin actions and refused admin attempts: who (``channel`` + ``actor``), what
+    (``action``, ``issue_id``, ``details`` — never message contents), when, and whether it was allowed (``outcome``
+    ``ok`` or ``refused``). Written only by core.admins.record; listed by ``otayori admin-log``."""
+
+    __tablename__ = "admin_action"
+
+    id: int | None = Field(default=None, primary_key=True)
+    occurred_at: datetime = _ts(default_factory=utcnow, index=True)
+    channel: str = Field(max_length=16)  # telegram | line | cli
+    actor: str = Field(max_length=100)  # Telegram user id, LINE user id, or the OS user for the CLI
+    action: str = Field(max_length=64)
+    outcome: str = Field(default="ok", max_length=16)
+    issue_id: int | None = Field(default=None)
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class AdminCompose(SQLModel, table=True):
+    """An admin's conversation state while composing a draft (DESIGN.md chat grammar: a stored conversation state
+    overrides the keyword table), kept in the database so that it survives a restart. One per admin and channel."""
+
+    __tablename__ = "admin_compose"
+
+    channel: str = Field(primary_key=True, max_length=16)
+    user_id: str = Field(primary_key=True, max_length=64)
+    issue_id: int
+    step: str = Field(max_length=32)
+    updated_at: datetime = _ts(default_factory=utcnow)

@@ -132,6 +132,15 @@ def test_normalise_keyword_is_idempotent() -> None:
         ("状態", K.STATUS, None, "ja"),
         ("status", K.STATUS, None, "en"),
         ("Status", K.STATUS, None, "en"),
+        # topics (issue 5 item 7)
+        ("トピック", K.TOPICS, None, "ja"),
+        ("とぴっく", K.TOPICS, None, "ja"),
+        ("ﾄﾋﾟｯｸ", K.TOPICS, None, "ja"),
+        ("\u3000トピック\u200b ", K.TOPICS, None, "ja"),
+        ("topics", K.TOPICS, None, "en"),
+        ("Topic", K.TOPICS, None, "en"),
+        ("ＴＯＰＩＣＳ", K.TOPICS, None, "en"),
+        ("トピック IT", K.TEXT, "トピック IT", "ja"),  # takes no argument: free text
         # help
         ("ヘルプ", K.HELP, None, "ja"),
         ("へるぷ", K.HELP, None, "ja"),
@@ -161,6 +170,8 @@ def test_parse_keywords(text: str, kind: IntentKind, argument: str | None, langu
         ("/stop now please", K.WITHDRAW, None),  # a command is its first word; arguments of /stop are ignored
         ("/status", K.STATUS, None),
         ("/status@otayori_bot", K.STATUS, None),
+        ("/topics", K.TOPICS, None),
+        ("/topics@otayori_bot please", K.TOPICS, None),
         ("/help", K.HELP, None),
         ("/help me", K.HELP, None),
     ],

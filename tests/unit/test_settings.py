@@ -189,6 +189,14 @@ def test_line_token_without_secret_names_the_secret():
         ("TELEGRAM_MODE", "webhooks"),
         ("SMTP_SECURITY", "ssl"),
         ("TOPICS", "it,events"),
+        ("TOPICS", "IT:IT関連情報"),  # slugs are lower-case: they travel in button data and issue.topic
+        ("TOPICS", "it news:IT関連情報"),
+        ("TOPICS", "all:すべて"),  # reserved: --topic all means every topic
+        ("TOPICS", "it:IT関連情報,it:ITニュース"),
+        ("TOPICS", "it:" + "あ" * 19),  # a LINE quick-reply label holds 20 characters, 2 go to the check mark
+        ("TOPICS", " , "),
+        ("TELEGRAM_ADMIN_IDS", "-1001234567890"),  # a group chat id, not a user id
+        ("TELEGRAM_ADMIN_IDS", "0"),
         ("CONFIRM_TTL_SECONDS", "0"),
         ("TELEGRAM_RATE_PER_SECOND", "fast"),
         ("FORWARD_REPLIES", "はい"),
