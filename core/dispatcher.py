@@ -41,6 +41,7 @@ from core import render, texts
 from core.broadcast import finish_if_done
 from core.channels import ChannelSender, OutboundMessage, Outcome, OutcomeKind, SendResult
 from core.eligibility import consented_clause, delivery_topic
+from core.media import ImageRef, issue_image
 from core.subscriptions import SubscriptionService
 from storage.database import Database
 from storage.models import ChannelLease, Delivery, DeliveryStatus, Endpoint, EndpointState, Issue
@@ -90,6 +91,26 @@ class DispatchSummary:
     notices: list[ChannelNotice] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class Claimed:
+    """A claimed delivery as the dispatcher carries it between claim, mark and record: the few columns it needs, not
+    an ORM object (a LINE claim holds thousands of rows; ORM loading was a third of the dispatcher's CPU)."""
+
+    id: int
+    issue_id: int
+    endpoint_id: int
+    channel: str
+    status: str
+    retry_key: str | None
+    attempted_at: datetime | None
+    first_attempted_at: datetime | None
+    attempts: int
+
+
+_CLAIMED_COLUMNS = (Delivery.id, Delivery.issue_id, Delivery.endpoint_id, Delivery.channel, Delivery.status,
+                    Delivery.retry_key, Delivery.attempted_at, Delivery.first_attempted_at, Delivery.attempts)
+
+
 def default_owner() -> str:
     """A dispatcher identity for leases: ``host:pid:random``."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -115,6 +136,7 @@ class Dispatcher:
         self.owner = owner or default_owner()
         self.clock = clock
         self._rendered: dict[tuple[int, str], tuple[tuple[str, ...], tuple[str, ...], str, str]] = {}
+        self._images: dict[int, ImageRef | None] = {}  # an issue's picture (photo issues), per issue
         # The two statements run for every request, built once (SQLAlchemy statement construction costs more CPU
         # than SQLite executing them; the compiled form is cached by SQLAlchemy either way).
         self._mark_statement = _mark_statement()
@@ -213,14 +235,15 @@ class Dispatcher:
         lost. Raises the first error a worker met (a database failure, not a platform answer: those are outcomes).
         """
         workers = max(1, self.policy.concurrency)
-        queue: asyncio.Queue[list[Delivery]] = asyncio.Queue(maxsize=workers)
+        queue: asyncio.Queue[list[Claimed]] = asyncio.Queue(maxsize=workers)
         marker = _Marker(self, channel, summary)
         recorder = _Recorder(self, channel, summary)
         failures: list[BaseException] = []
         tasks = [asyncio.create_task(self._work(queue, sender, summary, stopped, marker, recorder, failures))
                  for _ in range(workers)]
-        # A LINE request carries up to 500 recipients: claim enough rows to keep every worker busy.
-        claim_size = max(self.policy.claim_size, sender.max_recipients * workers)
+        # At least two full requests per claim (a LINE request carries 500 recipients), but no more: the queue refills
+        # as workers take from it, and every claimed row is an object in memory until its outcome is recorded.
+        claim_size = max(self.policy.claim_size, sender.max_recipients * 2)
         try:
             while True:  # bounded: every pass claims rows (finite) or waits for the next due row, or returns
                 if failures:
@@ -250,7 +273,7 @@ class Dispatcher:
             await recorder.close()
 
     async def _work(
-        self, queue: asyncio.Queue[list[Delivery]], sender: ChannelSender, summary: DispatchSummary,
+        self, queue: asyncio.Queue[list[Claimed]], sender: ChannelSender, summary: DispatchSummary,
         stopped: set[int], marker: _Marker, recorder: _Recorder, failures: list[BaseException],
     ) -> None:
         """One worker: take a request's rows from ``queue`` and attempt it, until cancelled.
@@ -313,10 +336,10 @@ class Dispatcher:
                 log.error("lost the %s channel lease to another dispatcher", channel)
                 return
 
-    def _group(self, sender: ChannelSender, rows: list[Delivery]) -> list[list[Delivery]]:
+    def _group(self, sender: ChannelSender, rows: list[Claimed]) -> list[list[Claimed]]:
         """Rows -> requests: rows sharing a retry key form their original request again; the rest are chunked."""
-        by_key: dict[str, list[Delivery]] = defaultdict(list)
-        fresh: dict[int, list[Delivery]] = defaultdict(list)
+        by_key: dict[str, list[Claimed]] = defaultdict(list)
+        fresh: dict[int, list[Claimed]] = defaultdict(list)
         for row in rows:
             if row.retry_key:
                 by_key[row.retry_key].append(row)
@@ -330,7 +353,7 @@ class Dispatcher:
 
     async def _claim(
         self, channel: str, issue_id: int | None, limit: int, *, exclude: set[int] | None = None
-    ) -> list[Delivery]:
+    ) -> list[Claimed]:
         """Atomically take up to ``limit`` due rows of ``channel`` (oldest issue first; not of ``exclude`` issues)."""
         now = self.clock()
         async with self.db.write() as session:
@@ -361,10 +384,10 @@ class Dispatcher:
                     lease_expires_at=now + timedelta(seconds=self.policy.lease),
                     updated_at=now,
                 )
-                .returning(Delivery)
+                .returning(*_CLAIMED_COLUMNS)
             )
-            result = await session.exec(statement)  # type: ignore[call-overload]
-            rows = list(result.scalars().all())
+            connection = await session.connection()
+            rows = [Claimed(*item) for item in await connection.execute(statement)]
             # A LINE retry repeats the identical request, recipients included: claim the rest of every retry-key
             # group with it, or a partial group would repeat the key for fewer recipients (409 = "sent" for people
             # who never got it).
@@ -376,13 +399,13 @@ class Dispatcher:
                            Delivery.retry_key.in_(keys))  # type: ignore[union-attr]
                     .values(status=DeliveryStatus.SENDING.value, claimed_by=self.owner,
                             lease_expires_at=now + timedelta(seconds=self.policy.lease), updated_at=now)
-                    .returning(Delivery)
+                    .returning(*_CLAIMED_COLUMNS)
                 )
-                rows.extend((await session.exec(siblings)).scalars().all())  # type: ignore[call-overload]
+                rows.extend(Claimed(*item) for item in await connection.execute(siblings))
         rows.sort(key=lambda row: row.id)
         return rows
 
-    async def _release(self, group: list[Delivery]) -> None:
+    async def _release(self, group: list[Claimed]) -> None:
         async with self.db.write() as session:
             await session.exec(  # type: ignore[call-overload]
                 update(Delivery)
@@ -416,7 +439,7 @@ class Dispatcher:
     # ---- one request ------------------------------------------------------------------------------------------
 
     async def _attempt(
-        self, sender: ChannelSender, group: list[Delivery], summary: DispatchSummary,
+        self, sender: ChannelSender, group: list[Claimed], summary: DispatchSummary,
         recorder: _Recorder | None = None, marker: _Marker | None = None,
     ) -> ChannelNotice | None:
         """Rate-limit turn, attempt mark (consent re-check in the same write transaction), the request, its outcome.
@@ -449,6 +472,7 @@ class Dispatcher:
             title=title,
             body_markdown=body,
             turn_taken=take_turn is not None,
+            image=await self._image(issue_id),
         )
         try:
             result = await sender.send(message)
@@ -464,8 +488,8 @@ class Dispatcher:
         return notices[0] if notices else None
 
     async def _mark_many(
-        self, channel: str, summary: DispatchSummary, groups: list[list[Delivery]]
-    ) -> list[tuple[list[Delivery], dict[int, str], str | None]]:
+        self, channel: str, summary: DispatchSummary, groups: list[list[Claimed]]
+    ) -> list[tuple[list[Claimed], dict[int, str], str | None]]:
         """Attempt marks for several requests in one write transaction (committed before any of them starts).
 
         ``groups``: each request's claimed rows. Returns per group ``(live rows, {endpoint_id: address}, retry
@@ -473,8 +497,8 @@ class Dispatcher:
         ``UPDATE … RETURNING`` per LINE request (each has its own retry key) and one for all other requests.
         """
         now = self.clock()
-        results: list[tuple[list[Delivery], dict[int, str], str | None]] = []
-        by_id: dict[int, Delivery] = {}
+        results: list[tuple[list[Claimed], dict[int, str], str | None]] = []
+        by_id: dict[int, Claimed] = {}
         keys: list[str | None] = []
         for group in groups:
             retry_key = next((row.retry_key for row in group if row.retry_key), None)
@@ -510,7 +534,7 @@ class Dispatcher:
                     by_id[row_id].status = DeliveryStatus.SKIPPED.value
                     summary.finished[channel][DeliveryStatus.SKIPPED.value] += 1
         for group, key in zip(groups, keys):
-            live: list[Delivery] = []
+            live: list[Claimed] = []
             addresses: dict[int, str] = {}
             for row in sorted(group, key=lambda item: item.id):  # type: ignore[arg-type,return-value]
                 if row.id not in marked:
@@ -522,6 +546,16 @@ class Dispatcher:
                 live.append(row)
             results.append((live, addresses, key))
         return results
+
+    async def _image(self, issue_id: int) -> ImageRef | None:
+        """The issue's picture (None for text only), looked up once per issue: one ImageRef per issue, so its file
+        is read at most once per broadcast (core.media.ImageRef.data)."""
+        if issue_id not in self._images:
+            async with self.db.read() as session:
+                issue = await session.get(Issue, issue_id)
+            assert issue is not None
+            self._images[issue_id] = await issue_image(self.db, self.subscriptions.settings, issue)
+        return self._images[issue_id]
 
     async def _render(self, issue_id: int, channel: str) -> tuple[tuple[str, ...], tuple[str, ...], str, str]:
         """Chat parts, plain-text fallback parts, title and Markdown body of an issue (cached per issue+channel)."""
@@ -546,7 +580,7 @@ class Dispatcher:
     async def _record_many(
         self,
         channel: str,
-        batch: list[tuple[list[Delivery], dict[int, str], SendResult]],
+        batch: list[tuple[list[Claimed], dict[int, str], SendResult]],
         summary: DispatchSummary,
     ) -> list[ChannelNotice]:
         """Record the outcomes of several requests in one write transaction; the notices of channel-wide stops.
@@ -559,7 +593,7 @@ class Dispatcher:
         now = self.clock()
         notices: list[ChannelNotice] = []
         sent_ids: list[int] = []
-        others: list[tuple[Delivery, Outcome]] = []
+        others: list[tuple[Claimed, Outcome]] = []
         for live, addresses, result in batch:
             for row in live:
                 outcome = result.outcome_for(addresses[row.endpoint_id])
@@ -736,12 +770,12 @@ class _Marker:
         self.dispatcher = dispatcher
         self.channel = channel
         self.summary = summary
-        self._pending: list[tuple[list[Delivery], asyncio.Future[tuple[list[Delivery], dict[int, str], str | None]]]] = []
+        self._pending: list[tuple[list[Claimed], asyncio.Future[tuple[list[Claimed], dict[int, str], str | None]]]] = []
         self._task: asyncio.Task[None] | None = None
 
-    async def mark(self, group: list[Delivery]) -> tuple[list[Delivery], dict[int, str], str | None]:
+    async def mark(self, group: list[Claimed]) -> tuple[list[Claimed], dict[int, str], str | None]:
         """``(live rows, {endpoint_id: address}, retry key)`` once the mark is committed; see ``_mark_many``."""
-        future: asyncio.Future[tuple[list[Delivery], dict[int, str], str | None]] = (
+        future: asyncio.Future[tuple[list[Claimed], dict[int, str], str | None]] = (
             asyncio.get_running_loop().create_future())
         self._pending.append((group, future))
         if self._task is None or self._task.done():
@@ -776,11 +810,11 @@ class _Recorder:
         self.dispatcher = dispatcher
         self.channel = channel
         self.summary = summary
-        self._pending: list[tuple[list[Delivery], dict[int, str], SendResult]] = []
+        self._pending: list[tuple[list[Claimed], dict[int, str], SendResult]] = []
         self._task: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
 
-    def submit(self, live: list[Delivery], addresses: dict[int, str], result: SendResult) -> None:
+    def submit(self, live: list[Claimed], addresses: dict[int, str], result: SendResult) -> None:
         self._pending.append((live, addresses, result))
         if self._task is None or self._task.done():
             self._collect(self._task)

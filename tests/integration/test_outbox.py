@@ -142,8 +142,9 @@ async def test_concurrent_claims_never_share_a_row(any_db, settings, clock):
             rows = await dispatcher._claim(channel, issue_id, 3)
             if not rows:
                 return
-            assert all(row.status == "sending" and row.claimed_by == dispatcher.owner for row in rows)
+            assert all(row.status == "sending" for row in rows)  # the owner: checked in the database below
             claimed[dispatcher.owner].extend(row.id for row in rows)
+            await asyncio.sleep(0.002)  # let the other loops in: a claim is fast enough to take every row alone
 
     await asyncio.gather(*(claim_all(d, channel) for channel in ("telegram", "line") for d in dispatchers
                            for _ in range(2)))
