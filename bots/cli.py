@@ -1,6 +1,6 @@
 """The ``otayori`` command line (Typer). Every command has ``--help``; errors are one line and a non-zero exit.
 
-Commands (DESIGN.md "Outside contract" -> CLI): ``run``, ``demo``, ``db upgrade``, ``campaign add|list``,
+Commands (DESIGN.md "Outside contract" -> CLI): ``run``, ``demo``, ``db upgrade``, ``campaign add|list|show``, ``qr``,
 ``broadcast FILE.md [--topic --channels --at --test]``, ``issues list|show|cancel|send``, ``stats [--chart]``,
 ``admin-log``, ``consents export``, ``audit``, ``deliveries show|resume|retry-uncertain``, ``withdraw``. Migrations run
 before any event loop.
@@ -90,7 +90,7 @@ def run_async(factory: Callable[[], Any]) -> Any:
 
 @app.command()
 def run() -> None:
-    """Serve: the web app (webhooks, privacy page), Telegram polling and the background dispatcher, with `.env`."""
+    """Serve: the web app (webhooks, pages), Telegram polling or its webhook, and the background dispatcher, with `.env`."""
     settings = settings_or_exit()
     if not settings.any_channel_enabled:
         fail(NO_CHANNEL_HELP, 2)
@@ -98,15 +98,17 @@ def run() -> None:
         settings.check_for_serving()
     except ConfigError as exc:
         fail(str(exc), 2)
-    if settings.telegram_enabled and settings.telegram_mode == "webhook":
-        fail("OTAYORI_TELEGRAM_MODE: webhook mode is not available yet; use polling (the default)", 2)
     migrate_or_exit(settings)
+    from telegram.error import TelegramError
+
     from bots.app import serve
 
     try:
         run_async(lambda: serve(settings))
     except KeyboardInterrupt:
         pass
+    except TelegramError as exc:  # e.g. setWebhook refused, or a revoked token: one line, not a traceback
+        fail(f"Telegram refused to start: {exc.message}", 1)
 
 
 @app.command()
@@ -146,8 +148,10 @@ def campaign_add(
     if date is not None:
         import datetime as _dt
 
-        try:
-            date = _dt.date.fromisoformat(date).isoformat()
+        import unicodedata
+
+        try:  # NFKC: full-width digits (２０２６-１２-０５) are how many Japanese keyboards type a date
+            date = _dt.date.fromisoformat(unicodedata.normalize("NFKC", date).strip()).isoformat()
         except ValueError:
             fail(f"--date must be a date like 2026-12-05 (got {date!r})", 2)
     settings = settings_or_exit()
@@ -183,21 +187,86 @@ def campaign_list() -> None:
             await db.dispose()
         table = Table("code", "label", "date")
         for row in rows:
-            table.add_row(row.code, row.label, row.event_date or "")
+            _row(table, row.code, row.label, row.event_date or "")
         console.print(table)
 
     run_async(work)
 
 
+@campaign_app.command("show")
+def campaign_show(code: str = typer.Argument(..., help="The campaign code (case-insensitive).")) -> None:
+    """One campaign: label, date, its landing page, and sign-ups and withdrawals per channel."""
+    from core.campaigns import CampaignError, get_campaign
+    from core.links import join_url
+    from core.stats import CHANNELS, campaign_counts
+
+    settings = settings_or_exit()
+    existing_database_or_exit(settings)
+
+    async def work(db: Any) -> tuple[Any, Any]:
+        try:
+            campaign = await get_campaign(db, code)
+        except CampaignError as exc:
+            fail(str(exc), 2)
+        async with db.read() as session:
+            return campaign, await campaign_counts(session)
+
+    campaign, (signups, withdrawals) = _with_db(settings, work)
+    for name, value in (("code", campaign.code), ("label", campaign.label), ("date", campaign.event_date or ""),
+                        ("created", local_time(settings, campaign.created_at)),
+                        ("landing page", join_url(settings.public_url, campaign.code))):
+        console.print(f"{name}: {value}", markup=False, highlight=False, soft_wrap=True)
+    table = Table("channel", "sign-ups", "withdrawals", title="sign-ups and withdrawals (all time)")
+    for channel in CHANNELS:
+        _row(table, channel, str(signups.get((campaign.code, channel), 0)),
+             str(withdrawals.get((campaign.code, channel), 0)))
+    console.print(table)
+
+
+@app.command()
+def qr(
+    code: str = typer.Argument(..., help="A registered campaign code (otayori campaign add)."),
+    out: Path = typer.Option(Path("qr"), "--out", file_okay=False, help="Directory for the files (created)."),
+    poster: bool = typer.Option(True, "--poster/--no-poster", help="Also draw the A4 poster (PNG and PDF)."),
+) -> None:
+    """QR codes (SVG and PNG) for CODE's landing page, Telegram deep link and LINE links, and a printable A4 poster.
+
+    The Telegram bot's username comes from getMe, the LINE basic id from OTAYORI_LINE_BASIC_ID or the bot info API;
+    a channel that is not configured gets no code.
+    """
+    from bots.campaign_kit import write_campaign_kit
+    from bots.fonts import FontMissing
+    from core.campaigns import CampaignError
+
+    settings = settings_or_exit()
+    existing_database_or_exit(settings)
+    try:
+        kit = run_async(lambda: write_campaign_kit(settings, code, out, poster=poster))
+    except CampaignError as exc:
+        fail(str(exc), 2)
+    except FontMissing as exc:
+        fail(str(exc), 1)
+    except OSError as exc:
+        fail(f"--out {out}: {exc.strerror or exc}", 1)
+    for note in kit.notes:
+        err.print(f"note: {note}", markup=False, highlight=False)
+    for written in kit.codes:
+        console.print(f"{written.kind:13} {written.png.name}  {written.svg.name}  {written.url}", markup=False,
+                      highlight=False, soft_wrap=True)
+    for path in kit.poster:
+        console.print(f"{'poster':13} {path.name}", markup=False, highlight=False)
+
+
 # ---- broadcast ---------------------------------------------------------------------------------------------------
 
 def serving_settings_or_exit() -> Settings:
-    """Settings for commands that send: a channel must be on and :meth:`Settings.check_for_serving` pass (exit 2)."""
+    """Settings for commands that send: a channel must be on and :meth:`Settings.check_for_serving` pass (exit 2).
+    They receive no webhooks, so the webhook URL check is ``run``'s alone."""
     settings = settings_or_exit()
     if not settings.any_channel_enabled:
         fail(NO_CHANNEL_HELP, 2)
     try:
-        settings.check_for_serving()
+        settings.check_for_serving(receiving=False)
     except ConfigError as exc:
         fail(str(exc), 2)
     return settings
@@ -250,6 +319,27 @@ def schedule_or_exit(settings: Settings, at: str | None) -> Any:
         fail(f"--at: {exc}", 2)
 
 
+#: Bytes read from an --image file at most: well above the 10 MB picture limit, so the limit's reason is what the
+#: author reads, yet a wrong file (a video) is never read whole.
+IMAGE_READ_LIMIT = 64 * 1024 * 1024
+
+
+def picture_or_exit(path: Path | None) -> Any:
+    """``--image FILE``: its bytes and guessed MIME type as a bots.broadcasting.Picture, or None when absent; exit 2
+    for a file over :data:`IMAGE_READ_LIMIT` (the rules themselves are core.media's, checked before sending)."""
+    import mimetypes
+
+    from bots.broadcasting import Picture
+    from core.media import too_large
+
+    if path is None:
+        return None
+    size = path.stat().st_size
+    if size > IMAGE_READ_LIMIT:
+        fail(f"--image: {too_large(size)}", 2)
+    return Picture(path.read_bytes(), mimetypes.guess_type(path.name)[0])
+
+
 def local_time(settings: Settings, moment: Any) -> str:
     """``YYYY-MM-DD HH:MM`` in OTAYORI_TIMEZONE, or an empty string for None."""
     from core.schedule import format_local
@@ -270,9 +360,14 @@ def broadcast(
     test: bool = typer.Option(False, "--test", help="Send only to the admins' own subscribed endpoints "
                               "(OTAYORI_TELEGRAM_ADMIN_IDS, OTAYORI_LINE_ADMIN_USER_IDS, and their email); the "
                               "issue is kept as a draft."),
+    image: Path | None = typer.Option(None, "--image", exists=True, dir_okay=False, readable=True,
+                                      help="A picture (JPEG or PNG, at most 10 MB) sent with the issue as its "
+                                      "caption: Telegram photo, LINE image message (needs an https:// "
+                                      "OTAYORI_PUBLIC_URL), inline in the email."),
 ) -> None:
     """Create an issue from FILE.md and send it (or schedule it, or test it); prints the issue id."""
     from core.broadcast import IssueFileError, parse_issue_markdown
+    from core.media import MediaError
 
     if test and at is not None:
         fail("--test and --at cannot be combined: a test is sent at once", 2)
@@ -286,6 +381,7 @@ def broadcast(
     if test and not (settings.telegram_admin_ids or settings.line_admin_user_ids):
         fail("--test sends to the admins: set OTAYORI_TELEGRAM_ADMIN_IDS or OTAYORI_LINE_ADMIN_USER_IDS", 2)
     when = schedule_or_exit(settings, at)
+    picture = picture_or_exit(image)
     migrate_or_exit(settings)
     from bots.broadcasting import broadcast_issue, cli_actor
     from core.issues import IssueStateError
@@ -312,7 +408,11 @@ def broadcast(
         return typer.confirm(question, default=False)
 
     if when is not None:
-        issue_id = run_async(lambda: _schedule_file(settings, draft, when, slug, chosen, confirm, cli_actor()))
+        try:
+            issue_id = run_async(lambda: _schedule_file(settings, draft, when, slug, chosen, confirm, cli_actor(),
+                                                        picture))
+        except MediaError as exc:
+            fail(f"--image: {exc}", 2)
         if issue_id is None:
             err.print("cancelled: nothing was scheduled")
             raise typer.Exit(1)
@@ -322,9 +422,11 @@ def broadcast(
         return
     try:
         outcome = run_async(lambda: broadcast_issue(settings, draft, confirm=confirm, out=console, topic=slug,
-                                                    channels=chosen, test=test))
+                                                    channels=chosen, test=test, picture=picture))
     except IssueStateError as exc:
         fail(str(exc), 1)
+    except MediaError as exc:
+        fail(f"--image: {exc}", 2)
     if outcome is None:
         err.print("cancelled: nothing was sent")
         raise typer.Exit(1)
@@ -335,20 +437,29 @@ def broadcast(
 
 
 async def _schedule_file(settings: Settings, draft: Any, when: Any, topic: str | None, channels: list[str] | None,
-                         confirm: Callable[[dict[str, int], int | None], bool], actor: Any) -> int | None:
-    """Preview, confirm, store and schedule an issue file; the issue id, or None when not confirmed."""
+                         confirm: Callable[[dict[str, int], int | None], bool], actor: Any,
+                         picture: Any = None) -> int | None:
+    """Preview, confirm, store and schedule an issue file (with ``picture``, a bots.broadcasting.Picture, checked
+    first); the issue id, or None when not confirmed. Raises core.media.MediaError."""
     from core.broadcast import create_issue, recipient_counts
     from core.issues import schedule_issue
+    from core.media import check_image_channels, image_ref, set_issue_image, store_image
     from core.schedule import ScheduleError
     from storage.database import Database
 
     db = Database(settings.database_url)
     try:
         wanted = channels or settings.enabled_channels
+        image = None
+        if picture is not None:
+            image = await store_image(db, settings, picture.data, picture.content_type)
+            check_image_channels(image_ref(settings, image), wanted)
         if not confirm(await recipient_counts(db, wanted, topic=topic), None):
             return None
         issue = await create_issue(db, draft, created_by=actor.key, topic=topic, channels=channels)
         assert issue.id is not None
+        if image is not None:
+            await set_issue_image(db, issue.id, image, actor=actor)
         try:
             await schedule_issue(db, issue.id, when, actor=actor)
         except ScheduleError:  # the time passed while the author read the preview
@@ -760,6 +871,10 @@ def stats_json(settings: Settings, report: Any) -> dict[str, Any]:
         "signups_by_campaign": [{"campaign": campaign, "channel": channel, "signups": count}
                                 for (campaign, channel), count in sorted(report.signups_by_campaign.items(),
                                                                          key=lambda item: (item[0][0] or "", item[0][1]))],
+        "withdrawals_by_campaign": [{"campaign": campaign, "channel": channel, "withdrawals": count}
+                                    for (campaign, channel), count in sorted(
+                                        report.withdrawals_by_campaign.items(),
+                                        key=lambda item: (item[0][0] or "", item[0][1]))],
         "issues": [{"id": r.issue_id, "title": r.title, "topic": r.topic, "status": r.status,
                     "started_at": r.started_at.isoformat() if r.started_at else None, "counts": r.counts,
                     "unsubscribes_48h": r.unsubscribes_48h} for r in report.issues],
@@ -783,10 +898,13 @@ def print_stats(settings: Settings, report: Any) -> None:
         movement.add_row(channel, *(str(getattr(m, kind)[channel]) for m in report.movement
                                     for kind in ("new", "withdrawn")))
     console.print(movement)
-    campaigns = Table("campaign", *CHANNELS, "total", title="sign-ups per campaign")
-    for campaign in sorted({c for c, _ in report.signups_by_campaign}, key=lambda c: (c is None, c or "")):
-        per = [report.signups_by_campaign.get((campaign, channel), 0) for channel in CHANNELS]
-        _row(campaigns, campaign or "(none)", *map(str, per), str(sum(per)))
+    campaigns = Table("campaign", *CHANNELS, "total", title="sign-ups / withdrawals per campaign")
+    seen = {c for c, _ in report.signups_by_campaign} | {c for c, _ in report.withdrawals_by_campaign}
+    for campaign in sorted(seen, key=lambda c: (c is None, c or "")):
+        new = [report.signups_by_campaign.get((campaign, channel), 0) for channel in CHANNELS]
+        gone = [report.withdrawals_by_campaign.get((campaign, channel), 0) for channel in CHANNELS]
+        _row(campaigns, campaign or "(none)", *(f"{n} / {g}" for n, g in zip(new, gone, strict=True)),
+             f"{sum(new)} / {sum(gone)}")
     console.print(campaigns)
     recent = _table(f"recent issues (times in {settings.timezone})", "id", "title", "topic", "started", "sent",
                     "failed", "skipped", "unsub 48h", wrap=("title",))

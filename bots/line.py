@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,8 @@ from linebot.v3.exceptions import InvalidSignatureError
 from linebot.v3.messaging import (
     ApiException,
     AsyncMessagingApi,
+    AsyncMessagingApiBlob,
+    ImageMessage,
     MulticastRequest,
     PostbackAction,
     PushMessageRequest,
@@ -33,6 +36,7 @@ from linebot.v3.webhooks import (
     Event,
     FollowEvent,
     GroupSource,
+    ImageMessageContent,
     MessageEvent,
     PostbackEvent,
     RoomSource,
@@ -40,9 +44,13 @@ from linebot.v3.webhooks import (
     UnfollowEvent,
 )
 
+from bots.desk import ChatOutError, DeskEdge
 from bots.pacing import paced_limiter
 from core.channels import OutboundMessage, Outcome, OutcomeKind, SendResult
+from core.chat import ChatRouter, Incoming
+from core.effects import ChatOutcome
 from core.inbound import RawEventStore, finish_processing
+from core.media import line_image_problem
 from core.subscriptions import ChatContext, Reply, SubscriptionService
 from storage.database import Database
 
@@ -82,6 +90,13 @@ def line_messages(reply: Reply) -> list[TextMessage]:
     return [TextMessage(text=reply.text, quickReply=quick)]
 
 
+def incoming_of(message: TextMessageContent) -> Incoming:
+    """What the chat router needs of a LINE text message: the text (LINE text has no formatting), the message it
+    quotes (``quotedMessageId``: an admin quoting a forwarded reader message answers it), its id and quote token."""
+    return Incoming(text=message.text, reply_to=message.quoted_message_id, platform_message_id=message.id,
+                    quote_token=message.quote_token)
+
+
 @dataclass
 class LineWebhook:
     """Receives LINE webhooks: verify, store, acknowledge, then process each new event once."""
@@ -90,6 +105,12 @@ class LineWebhook:
     db: Database
     subscriptions: SubscriptionService
     api: AsyncMessagingApi
+    #: The chat router (core.chat: the author's desk, reader replies, the grammar); None: the grammar alone.
+    router: ChatRouter | None = None
+    #: Carries out the outcomes' effects (bots.desk); set by the bootstrap once every platform client exists.
+    edge: DeskEdge | None = None
+    #: The data API (``MessagingApiBlob``: message content, e.g. an admin's photo for an issue).
+    blob: AsyncMessagingApiBlob | None = None
 
     def __post_init__(self) -> None:
         self.parser = WebhookParser(self.channel_secret)
@@ -178,6 +199,7 @@ class LineWebhook:
             chat_type="group" if isinstance(source, (GroupSource, RoomSource)) else "private",
             event_key=key,
             evidence={"webhookEventId": key, **({"message_id": event.message.id} if isinstance(event, MessageEvent) else {})},
+            user_id=user_id,  # the sender (in a group too: LINE gives the sender's userId there)
         )
         standby = str(getattr(event, "mode", "active")).lower().endswith("standby")
         # In standby another channel answers the chat: we send nothing (reference/line.md "Webhooks"). A block is
@@ -187,38 +209,77 @@ class LineWebhook:
                 await finish_processing(session, CHANNEL, key, error="standby mode: not ours to answer")
             return
         replies: list[Reply] = []
+        outcome: ChatOutcome | None = None
         if isinstance(event, FollowEvent):
             unblocked = bool(getattr(event.follow, "is_unblocked", False)) if event.follow else False
             replies = await self.subscriptions.handle_follow(ctx, is_unblocked=unblocked)
         elif isinstance(event, UnfollowEvent):
             await self.subscriptions.handle_blocked(ctx)
         elif isinstance(event, MessageEvent) and isinstance(event.message, TextMessageContent):
-            replies = await self.subscriptions.handle_text(ctx, event.message.text)
+            if self.router is None:
+                replies = await self.subscriptions.handle_text(ctx, event.message.text)
+            else:
+                outcome = await self.router.text(ctx, incoming_of(event.message))
         elif isinstance(event, PostbackEvent):
-            replies = await self.subscriptions.handle_button(ctx, event.postback.data)
+            if self.router is None:
+                replies = await self.subscriptions.handle_button(ctx, event.postback.data)
+            else:
+                outcome = await self.router.button(ctx, event.postback.data)
+        elif isinstance(event, MessageEvent) and isinstance(event.message, ImageMessageContent) and self.router:
+            outcome = await self.router.photo(ctx, self._content_fetcher(event.message.id))
         else:
             async with self.db.write() as session:
                 await finish_processing(session, CHANNEL, key)
+        if outcome is not None:
+            # LINE has no callback answers: a refused button press is told as a (free) reply.
+            notice = [Reply("notice", outcome.notice)] if outcome.notice and not outcome.replies else []
+            replies = [*outcome.replies, *notice]
+            if self.edge is not None:
+                replies += await self.edge.before_replies(outcome, CHANNEL)
         if replies:
             reply_to = user_id if ctx.chat_type == "private" else (getattr(source, "group_id", None) or getattr(source, "room_id", None))
             await self.reply(getattr(event, "reply_token", None), reply_to, replies)
+        if outcome is not None and self.edge is not None:
+            self.edge.after_replies(outcome)
+
+    def _content_fetcher(self, message_id: str) -> Callable[[], Awaitable[tuple[bytes, str | None]]]:
+        """A download of an image message's content from the data API (``GET /v2/bot/message/{id}/content`` on
+        ``OTAYORI_LINE_DATA_API_URL``; kept by LINE for a while after it was sent). Errors become ``OSError``."""
+
+        async def fetch() -> tuple[bytes, str | None]:
+            if self.blob is None:
+                raise OSError("the LINE data API is not configured")
+            try:
+                data = await self.blob.get_message_content(message_id)
+            except ApiException as exc:
+                raise OSError(f"LINE {exc.status}: {_message(exc.body or '')}") from exc
+            return bytes(data), None
+
+        return fetch
 
     async def reply(self, reply_token: str | None, to: str | None, replies: list[Reply]) -> None:
-        """Reply with the reply token (free); on ``Invalid reply token`` fall back to push (costs quota)."""
-        messages = [m for r in replies for m in line_messages(r)][:MAX_MESSAGES_PER_REQUEST]
+        """Reply with the reply token (free); on ``Invalid reply token`` fall back to push (costs quota). A reply
+        holds at most 5 messages: more (an author's preview) go on by push, 5 at a time, in order — never dropped."""
+        messages = [m for r in replies for m in line_messages(r)]
+        first, rest = messages[:MAX_MESSAGES_PER_REQUEST], messages[MAX_MESSAGES_PER_REQUEST:]
         if reply_token:
             try:
-                await self.api.reply_message(ReplyMessageRequest(replyToken=reply_token, messages=messages))
-                return
+                await self.api.reply_message(ReplyMessageRequest(replyToken=reply_token, messages=first))
+                first = []
             except ApiException as exc:
                 if exc.status != 400 or "reply token" not in (exc.body or "").lower():
                     log.warning("LINE reply failed: %s %s", exc.status, exc.reason)
                     return
-        if to:
+        if not to:
+            return
+        pushes = [first] if first else []
+        pushes += [rest[i:i + MAX_MESSAGES_PER_REQUEST] for i in range(0, len(rest), MAX_MESSAGES_PER_REQUEST)]
+        for batch in pushes:
             try:
-                await self.api.push_message(PushMessageRequest(to=to, messages=messages))
+                await self.api.push_message(PushMessageRequest(to=to, messages=batch))
             except ApiException as exc:
-                log.warning("LINE push fallback failed: %s %s", exc.status, exc.reason)
+                log.warning("LINE push failed: %s %s", exc.status, exc.reason)
+                return
 
 
 class LineSender:
@@ -227,6 +288,12 @@ class LineSender:
     See :mod:`core.channels` for the contract. ``rate_per_second``: multicast requests/s (LINE allows 200/s; the
     default 150 keeps a margin: reference/line.md "Sending"). ``request_timeout``: seconds one multicast may take
     before it counts as a timeout and is repeated with the same retry key (the SDK's own default is 5 minutes).
+
+    A photo issue (``message.image``) starts with an image message (``originalContentUrl`` = the picture,
+    ``previewImageUrl`` = its preview JPEG, both served by our web app under ``OTAYORI_PUBLIC_URL``), then the text:
+    the image takes one of the 5 message slots of the first request. LINE fetches the URLs itself and only over
+    HTTPS: an ``http://`` URL is refused here (delivery ``failed``, the reason names OTAYORI_PUBLIC_URL) — the
+    broadcast is normally refused before it starts (core.media.check_image_channels).
     """
 
     channel = CHANNEL
@@ -256,11 +323,17 @@ class LineSender:
         """Multicast every part to the recipients; parts beyond 5 go in further requests whose retry keys derive from
         the batch key (uuid5), so a retry of the whole batch is identical request by request."""
         assert message.retry_key, "LINE sends need a retry key stored before the request"
-        groups = [message.parts[i : i + MAX_MESSAGES_PER_REQUEST]
-                  for i in range(0, len(message.parts), MAX_MESSAGES_PER_REQUEST)]
+        messages: list[ImageMessage | TextMessage] = [TextMessage(text=text) for text in message.parts]
+        if message.image is not None:
+            refused = line_image_problem(message.image)
+            if refused is not None:
+                return SendResult(Outcome(OutcomeKind.REJECTED, reason=str(refused)))
+            messages.insert(0, ImageMessage(originalContentUrl=message.image.url,
+                                            previewImageUrl=message.image.preview_url))
+        groups = [messages[i : i + MAX_MESSAGES_PER_REQUEST] for i in range(0, len(messages), MAX_MESSAGES_PER_REQUEST)]
         for index, group in enumerate(groups):
             key = message.retry_key if index == 0 else str(uuid.uuid5(uuid.UUID(message.retry_key), str(index)))
-            request = MulticastRequest(to=list(message.recipients), messages=[TextMessage(text=t) for t in group])
+            request = MulticastRequest(to=list(message.recipients), messages=group)
             outcome = await self._multicast(request, key, turn_taken=message.turn_taken and index == 0)
             if outcome.kind is not OutcomeKind.SENT:
                 return SendResult(outcome)
@@ -308,3 +381,52 @@ def _message(body: str) -> str:
         return str(json.loads(body).get("message", body))[:200]
     except (ValueError, AttributeError):
         return body[:200]
+
+
+class LineOut:
+    """Sends to any LINE user for the author's desk (bots.desk.ChatOut): admin notices and reports, answers to
+    readers (quoting their message), the stats chart. Every send is a push (it counts against the monthly quota);
+    LINE messages cannot be edited. SDK errors become :class:`bots.desk.ChatOutError`."""
+
+    channel = CHANNEL
+    can_edit = False
+
+    def __init__(self, api: AsyncMessagingApi) -> None:
+        self.api = api
+
+    async def send(self, chat: str, reply: Reply, *, reply_to: str | None = None,
+                   quote_token: str | None = None) -> list[str]:
+        """Push ``reply`` to ``chat`` (a user id); ``quote_token`` quotes the reader's message in the answer
+        (``reply_to`` is Telegram's and not used here). Returns the ids LINE gave the messages (``sentMessages``):
+        an admin's quote of one of them arrives as the webhook's ``quotedMessageId``."""
+        messages = line_messages(reply)
+        if quote_token:
+            messages[0].quote_token = quote_token
+        response = await self._push(chat, messages)
+        return [str(sent.id) for sent in (response.sent_messages or [])] if response is not None else []
+
+    async def _push(self, chat: str, messages: list[Any]) -> Any:
+        try:
+            return await self.api.push_message(PushMessageRequest(to=chat, messages=messages))
+        except ApiException as exc:
+            raise ChatOutError(f"LINE {exc.status}: {_message(exc.body or '')}") from exc
+        except (OSError, TimeoutError) as exc:
+            raise ChatOutError(f"LINE network error: {type(exc).__name__}") from exc
+
+    async def edit(self, chat: str, message_id: str, reply: Reply) -> None:
+        """LINE messages cannot be edited."""
+        raise ChatOutError("LINE messages cannot be edited")
+
+    async def send_picture(self, chat: str, png: bytes, url: str | None, caption: str) -> None:
+        """An image message loading ``url`` (LINE fetches it over https itself; the bytes are not uploaded)."""
+        if not url:
+            raise ChatOutError("LINE images need an https URL")
+        await self._push(chat, [ImageMessage(originalContentUrl=url, previewImageUrl=url)])
+
+    async def display_name(self, user_id: str) -> str | None:
+        """The user's LINE display name (profile API), or None when it cannot be read."""
+        try:
+            profile = await self.api.get_profile(user_id)
+        except (ApiException, OSError, TimeoutError):
+            return None
+        return str(profile.display_name) if profile.display_name else None

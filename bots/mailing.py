@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from bots.email import SmtpConfig, SmtpSender
 from core.channels import OutboundMessage, OutcomeKind
-from core.mail import SenderIdentity, build_confirmation, build_newsletter
+from core.mail import InlineImage, SenderIdentity, build_confirmation, build_newsletter
 from core.optout import OptOuts
 from core.settings import Settings
 
@@ -18,9 +18,11 @@ def build_email_sender(settings: Settings, optouts: OptOuts) -> SmtpSender:
     sender = SenderIdentity.from_settings(settings)
 
     def compose(message: OutboundMessage, address: str, endpoint_id: int) -> bytes:
+        picture = message.image  # a photo issue: inline in the HTML part (read once per issue: ImageRef.data)
         return build_newsletter(
             sender=sender, to=address, title=message.title, body_markdown=message.body_markdown,
             unsubscribe_url=optouts.unsubscribe_url(endpoint_id), privacy_url=settings.privacy_url,
+            image=InlineImage(picture.sha256, picture.content_type, picture.data) if picture is not None else None,
         )
 
     return SmtpSender(SmtpConfig.from_settings(settings), sender.mail_from, compose,

@@ -14,7 +14,9 @@ import logging
 
 from bots.app import Runtime
 from bots.broadcasting import defer_line_excess
+from bots.desk import scheduled_actor
 from core.broadcast import IssueDraft
+from core.effects import FollowBroadcast
 from core.issues import DueIssue, enqueue_due, issue_detail
 
 log = logging.getLogger(__name__)
@@ -24,7 +26,9 @@ DUE_INTERVAL = 5.0
 
 
 async def enqueue_due_once(runtime: Runtime) -> list[DueIssue]:
-    """Enqueue every due scheduled issue on the runtime's channels; defer LINE deliveries over the quota."""
+    """Enqueue every due scheduled issue on the runtime's channels; defer LINE deliveries over the quota. An issue an
+    admin scheduled from the chat is followed there (bots.desk: progress to that admin, the final report to every
+    admin)."""
     due = await enqueue_due(runtime.db, runtime.enabled_channels())
     for item in due:
         log.info("scheduled issue %s started: %s", item.issue_id, item.enqueued)
@@ -33,6 +37,10 @@ async def enqueue_due_once(runtime: Runtime) -> list[DueIssue]:
                         item.issue_id, ", ".join(item.waiting_channels))
         issue = (await issue_detail(runtime.db, item.issue_id)).issue
         await defer_line_excess(runtime, item.issue_id, item.enqueued, IssueDraft(issue.title, issue.body_md))
+        actor = scheduled_actor(runtime.settings, issue.created_by)
+        if actor is not None and runtime.desk_edge is not None:
+            # Deferral is done above: the follower dispatches with nothing left to defer (no "enqueued").
+            runtime.desk_edge.spawn(runtime.desk_edge.follow(FollowBroadcast(item.issue_id, actor)))
     return due
 
 

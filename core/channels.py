@@ -18,7 +18,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:  # the contract names the picture's type; core.media needs storage, this module nothing
+    from core.media import ImageRef
 
 
 class OutcomeKind(StrEnum):
@@ -72,6 +75,10 @@ class OutboundMessage:
     #: True when the dispatcher already waited for the sender's rate limit (``take_turn``) for this message's first
     #: request: the sender must not take a second turn for it (later requests of the message take their own).
     turn_taken: bool = False
+    #: The issue's picture (a photo issue, e.g. an event flyer), or None: Telegram sends it with ``sendPhoto`` and the
+    #: first part as its caption (at most 1,024 characters; the rest follows as messages, in order); LINE sends an
+    #: image message (``url`` / ``preview_url``, https only) before the text; email puts it inline in the HTML part.
+    image: ImageRef | None = None
 
 
 @dataclass(frozen=True)

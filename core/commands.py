@@ -274,3 +274,104 @@ def is_confirmation_code(text: str) -> str | None:
     """
     normalised = normalise_keyword(text)
     return normalised if _CONFIRMATION_CODE_RE.fullmatch(normalised) else None
+
+
+# ---- admin verbs (issue 5; DESIGN.md "Admin verbs work in any chat where the sender is an admin") -----------------
+
+
+class AdminVerb(StrEnum):
+    """What an admin asks of the author's desk (core.desk). From anyone else these words are ordinary text."""
+
+    BROADCAST = "broadcast"
+    """``配信`` / ``/broadcast``: start a draft; the next message is its body."""
+    PREVIEW = "preview"
+    """``プレビュー`` / ``/preview``: the draft as each channel will show it, and its recipients."""
+    TEST = "test"
+    """``テスト送信`` / ``/test``: send the draft only to the admin's own endpoints."""
+    SEND = "send"
+    """``送信`` / ``/send``: send the draft now."""
+    SCHEDULE = "schedule"
+    """``予約 <when>`` / ``/schedule <when>``: send it at ``when`` (core.schedule). ``argument``: the time text."""
+    CANCEL = "cancel"
+    """``キャンセル [number]`` / ``/cancel [number]``: stop a draft, a scheduled issue or a running broadcast.
+    ``argument``: the issue number as typed, or None."""
+    STATS = "stats"
+    """``統計`` / ``/stats``: the numbers and the sign-up chart."""
+    REPLY = "reply"
+    """``返信 <number> <text>`` / ``/reply <number> <text>``: answer reader message ``number``. ``argument``: the
+    number (ASCII digits); ``text``: the answer as typed (line breaks kept)."""
+
+
+@dataclass(frozen=True)
+class AdminCommand:
+    """An admin verb with its argument (see :class:`AdminVerb`); ``text``: the answer of ``返信`` (else None)."""
+
+    verb: AdminVerb
+    argument: str | None = None
+    text: str | None = None
+
+
+_ADMIN_WORDS: tuple[tuple[str, AdminVerb], ...] = (
+    ("配信", AdminVerb.BROADCAST),
+    ("プレビュー", AdminVerb.PREVIEW),
+    ("テスト送信", AdminVerb.TEST),
+    ("送信", AdminVerb.SEND),
+    ("予約", AdminVerb.SCHEDULE),
+    ("キャンセル", AdminVerb.CANCEL),
+    ("取消", AdminVerb.CANCEL),
+    ("取り消し", AdminVerb.CANCEL),
+    ("統計", AdminVerb.STATS),
+    ("返信", AdminVerb.REPLY),
+)
+_ADMIN_SLASH: dict[str, AdminVerb] = {verb.value: verb for verb in AdminVerb}
+#: Verbs that need an argument; CANCEL takes an optional one; the rest must be the whole message.
+_ADMIN_NEEDS_ARGUMENT = frozenset({AdminVerb.SCHEDULE, AdminVerb.REPLY})
+_DIGITS_RE = re.compile(r"[0-9]{1,12}")
+
+
+def parse_admin(text: str) -> AdminCommand | None:
+    """The admin verb ``text`` is, or None (then it is read with :func:`parse` like anyone's message).
+
+    The keyword (its first word) is normalised like every keyword (:func:`normalise_keyword`: widths, case,
+    katakana/hiragana, invisible characters); Telegram's ``/command[@bot]`` forms are accepted too. Verbs without
+    arguments must be the whole message (``送信してください`` is text). ``予約`` needs a time, ``返信`` a number and a
+    text (``返信 12`` alone is not a command); ``キャンセル`` takes an optional issue number. The answer of ``返信``
+    keeps its line breaks. Never raises.
+    """
+    visible = _drop_invisible(text).strip()
+    head, _, rest = _split_head(visible)
+    key = normalise_keyword(head)
+    verb: AdminVerb | None = None
+    if key.startswith("/"):
+        match = _SLASH_COMMAND_RE.fullmatch(key)
+        verb = _ADMIN_SLASH.get(match.group(1)) if match else None
+    else:
+        for word, candidate in _ADMIN_WORDS:
+            if key == normalise_keyword(word):
+                verb = candidate
+                break
+    if verb is None:
+        return None
+    rest = rest.strip()
+    if verb is AdminVerb.REPLY:
+        number, _, answer = _split_head(rest)
+        digits = unicodedata.normalize("NFKC", number)
+        if not _DIGITS_RE.fullmatch(digits) or not answer.strip():
+            return None
+        return AdminCommand(verb, digits, answer.strip())
+    argument = _nfkc_words(rest) or None
+    if verb is AdminVerb.CANCEL and argument is not None:
+        argument = argument.removeprefix("#")  # "キャンセル #12" as the status message shows it (＃ is # after NFKC)
+        return AdminCommand(verb, argument) if _DIGITS_RE.fullmatch(argument) else None
+    if (verb in _ADMIN_NEEDS_ARGUMENT) != (argument is not None):
+        return None  # a time missing, or text after a verb that takes none: ordinary text
+    return AdminCommand(verb, argument)
+
+
+def _split_head(text: str) -> tuple[str, str, str]:
+    """``text`` split at its first run of whitespace (any: U+3000, line breaks): ``(head, separator, rest)``, the
+    rest as typed."""
+    match = re.search(r"\s+", text)
+    if match is None:
+        return text, "", ""
+    return text[: match.start()], match.group(), text[match.end():]

@@ -135,8 +135,10 @@ class Dispatcher:
         self.policy = policy or DispatchPolicy()
         self.owner = owner or default_owner()
         self.clock = clock
-        self._rendered: dict[tuple[int, str], tuple[tuple[str, ...], tuple[str, ...], str, str]] = {}
-        self._images: dict[int, ImageRef | None] = {}  # an issue's picture (photo issues), per issue
+        # Per issue (and channel): one task each, so the workers that start together share one database read
+        # instead of each loading the issue (a thundering herd at the start of every broadcast).
+        self._rendered: dict[tuple[int, str], asyncio.Task[tuple[tuple[str, ...], tuple[str, ...], str, str]]] = {}
+        self._images: dict[int, asyncio.Task[ImageRef | None]] = {}  # an issue's picture (photo issues)
         # The two statements run for every request, built once (SQLAlchemy statement construction costs more CPU
         # than SQLite executing them; the compiled form is cached by SQLAlchemy either way).
         self._mark_statement = _mark_statement()
@@ -551,31 +553,45 @@ class Dispatcher:
         """The issue's picture (None for text only), looked up once per issue: one ImageRef per issue, so its file
         is read at most once per broadcast (core.media.ImageRef.data)."""
         if issue_id not in self._images:
-            async with self.db.read() as session:
-                issue = await session.get(Issue, issue_id)
-            assert issue is not None
-            self._images[issue_id] = await issue_image(self.db, self.subscriptions.settings, issue)
-        return self._images[issue_id]
+            self._images[issue_id] = asyncio.ensure_future(self._load_image(issue_id))
+        try:
+            return await asyncio.shield(self._images[issue_id])
+        except Exception:
+            self._images.pop(issue_id, None)  # a failed read is not cached: the next request tries again
+            raise
+
+    async def _load_image(self, issue_id: int) -> ImageRef | None:
+        async with self.db.read() as session:
+            issue = await session.get(Issue, issue_id)
+        assert issue is not None
+        return await issue_image(self.db, self.subscriptions.settings, issue)
 
     async def _render(self, issue_id: int, channel: str) -> tuple[tuple[str, ...], tuple[str, ...], str, str]:
         """Chat parts, plain-text fallback parts, title and Markdown body of an issue (cached per issue+channel)."""
         key = (issue_id, channel)
         if key not in self._rendered:
-            async with self.db.read() as session:
-                issue = await session.get(Issue, issue_id)
-            assert issue is not None
-            footer = texts.text("issue_footer", "ja")
-            if channel == "email":
-                parts, plain = (), ()  # rendered per recipient by the email sender (core.mail)
-            elif channel == "telegram":
-                parts = tuple(render.issue_parts("telegram", issue.title, issue.body_md, footer))
-                plain = tuple(render.split_line_text(
-                    "\n\n".join(render.issue_parts("line", issue.title, issue.body_md, footer)), 4096))
-            else:
-                parts = tuple(render.issue_parts("line", issue.title, issue.body_md, footer))
-                plain = parts
-            self._rendered[key] = (parts, plain, issue.title, issue.body_md)
-        return self._rendered[key]
+            self._rendered[key] = asyncio.ensure_future(self._load_render(issue_id, channel))
+        try:
+            return await asyncio.shield(self._rendered[key])
+        except Exception:
+            self._rendered.pop(key, None)  # a failed read is not cached: the next request tries again
+            raise
+
+    async def _load_render(self, issue_id: int, channel: str) -> tuple[tuple[str, ...], tuple[str, ...], str, str]:
+        async with self.db.read() as session:
+            issue = await session.get(Issue, issue_id)
+        assert issue is not None
+        footer = texts.text("issue_footer", "ja")
+        if channel == "email":
+            parts, plain = (), ()  # rendered per recipient by the email sender (core.mail)
+        elif channel == "telegram":
+            parts = tuple(render.issue_parts("telegram", issue.title, issue.body_md, footer))
+            plain = tuple(render.split_line_text(
+                "\n\n".join(render.issue_parts("line", issue.title, issue.body_md, footer)), 4096))
+        else:
+            parts = tuple(render.issue_parts("line", issue.title, issue.body_md, footer))
+            plain = parts
+        return parts, plain, issue.title, issue.body_md
 
     async def _record_many(
         self,

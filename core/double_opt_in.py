@@ -30,6 +30,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core import consent, texts
+from core.campaigns import raw_evidence, resolve_code
 from core.settings import Settings
 from core.subscriptions import ChatContext, Reply
 from core.terms import current_wording
@@ -38,7 +39,6 @@ from core.tokens import TokenError, Tokens
 from storage.database import Database
 from storage.models import (
     Basis,
-    Campaign,
     ConsentAction,
     ConsentWording,
     EmailConfirmation,
@@ -200,8 +200,9 @@ class EmailSubscriptions:
             wording = await current_wording(session, self.settings, language)
             campaign_code = await self._campaign(session, campaign)
             stored_evidence = dict(evidence)
-            if campaign and campaign_code is None:
-                stored_evidence["campaign_raw"] = campaign
+            raw = raw_evidence(campaign, campaign_code)
+            if raw is not None:
+                stored_evidence["campaign_raw"] = raw
             confirmation = EmailConfirmation(
                 address=address, subscriber_id=requester_id, nonce=nonce, code_hash=self._code_hash(nonce, code),
                 requested_via=via, requested_channel=requested_channel, requested_address=requested_address,
@@ -388,10 +389,7 @@ class EmailSubscriptions:
         ).first()
 
     async def _campaign(self, session: AsyncSession, text: str | None) -> str | None:
-        if not text:
-            return None
-        row = (await session.exec(select(Campaign).where(Campaign.code_key == text.lower()))).first()
-        return row.code if row else None
+        return await resolve_code(session, text)
 
     async def _append(
         self, session: AsyncSession, endpoint: Endpoint, action: ConsentAction, source: str,

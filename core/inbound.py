@@ -172,3 +172,11 @@ async def unprocessed(
     async with db.read() as session:
         rows = await session.exec(query.order_by(InboundEvent.id).limit(limit))  # type: ignore[arg-type]
         return list(rows.all())
+
+
+async def is_processed(db: Database, channel: str, key: str) -> bool:
+    """True when the event ``key`` of ``channel`` was processed already (a redelivery or a repeated update)."""
+    async with db.read() as session:
+        row = (await session.exec(select(InboundEvent).where(
+            InboundEvent.channel == channel, InboundEvent.event_key == key))).first()
+        return row is not None and row.processed_at is not None

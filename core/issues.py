@@ -224,12 +224,16 @@ async def send_now(db: Database, issue_id: int, enabled_channels: Iterable[str],
                    now: datetime | None = None) -> dict[str, int]:
     """Enqueue a draft (or a scheduled issue, ahead of its time) now; returns deliveries per channel.
 
-    Pressing "send" twice is one broadcast: the second press finds the issue ``sending`` and is refused
-    (:class:`IssueStateError`), and the deliveries are unique per (issue, endpoint) anyway.
+    Pressing "send" twice is one broadcast: the second press finds the issue ``sending`` — or ``sent``, when the
+    first one has finished — and is refused (:class:`IssueStateError`), and the deliveries are unique per (issue,
+    endpoint) anyway.
     """
     now = now or utcnow()
     async with db.write() as session:
         issue = await load_issue(session, issue_id, lock=True)
+        if issue.status == S.SENT.value:
+            # sent -> sending exists for `deliveries resume`, never for sending a finished issue a second time.
+            check_transition(issue, S.DRAFT.value, "send")  # raises issue_wrong_state (「配信完了」のため送信できません)
         check_transition(issue, S.SENDING.value, "send")
         check_complete(issue)
         channels = list(issue.channels) if issue.channels else list(enabled_channels)
@@ -341,7 +345,7 @@ async def create_test_send(
         check_complete(original)
         channels = list(original.channels) if original.channels else list(enabled_channels)
         copy = Issue(title=original.title, body_md=original.body_md, topic=None, channels=channels,
-                     created_by=actor.key, test_of=original.id, created_at=now)
+                     created_by=actor.key, test_of=original.id, created_at=now, image_sha256=original.image_sha256)
         session.add(copy)
         await session.flush()
         enqueued = await enqueue_in(session, copy, channels, now=now,

@@ -5,7 +5,10 @@ No sending here (that is ``bots/email.py``): these functions only build RFC 5322
 ``core/templates/mail/`` and :mod:`core.render`.
 
 Every message is ``multipart/alternative``: ``text/plain`` then ``text/html``, both UTF-8 and base64 (so any mail
-path carries ①, ㈱, 髙, emoji and half-width kana intact; ISO-2022-JP cannot, reference/email-and-law.md). Header
+path carries ①, ㈱, 髙, emoji and half-width kana intact; ISO-2022-JP cannot, reference/email-and-law.md). A photo
+issue's picture goes inline in the HTML part (RFC 2387): the HTML part becomes ``multipart/related`` holding the
+HTML, which shows the picture with ``<img src="cid:…">`` (RFC 2392), and the picture itself (base64, its
+``Content-ID``); the text part is the same as without a picture. Header
 fields with Japanese are RFC 2047 encoded-words, checked after CPython has folded them and re-encoded by
 :mod:`core.mail_headers` when CPython got them wrong (see :func:`header_problems`).
 
@@ -28,7 +31,7 @@ from __future__ import annotations
 import functools
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.headerregistry import Address
 from email.errors import MessageError
@@ -61,6 +64,7 @@ from core.settings import ENV_PREFIX, ConfigError
 
 __all__ = [
     "HeaderEncodingError",
+    "InlineImage",
     "SenderIdentity",
     "build_confirmation",
     "build_newsletter",
@@ -74,6 +78,8 @@ _MIME_FIELDS = ("MIME-Version", "Content-Type")
 _URL_SCHEMES = ("http", "https")
 _PHONE_RE = re.compile(r"\+?[0-9][0-9 ()\-]{5,}[0-9]")
 _CODE_RE = re.compile(r"[0-9]{6}")
+# File-name suffix of an inline picture by MIME subtype (core.media allows JPEG and PNG only).
+_SUFFIXES = {"jpeg": "jpg", "png": "png"}
 # Fields of a newsletter that differ per recipient; everything else is the same for every recipient of an issue.
 _PER_RECIPIENT = ("To", "Date", "Message-ID", "List-Unsubscribe")
 # Issues whose newsletter template is kept: a broadcast sends one issue at a time; a few more cover broadcasts that
@@ -164,6 +170,24 @@ class SenderIdentity:
         """The email address people may write to in order to refuse mail (display item 2 where no URL applies, e.g.
         the confirmation mail): ``unsubscribe_mailto``, else ``reply_to``, else ``mail_from``."""
         return self.unsubscribe_mailto or self.reply_to or self.mail_from
+
+
+@dataclass(frozen=True)
+class InlineImage:
+    """A picture shown inline in a newsletter's HTML part (a photo issue's flyer).
+
+    ``sha256``: hex SHA-256 of ``data`` (names it: the Content-ID and the file name derive from it); ``content_type``:
+    ``image/jpeg`` or ``image/png``; ``data``: the bytes, put in the message unchanged (base64). Equality and hash
+    use ``sha256`` and ``content_type`` only, so the composed issue is cached per picture without hashing its bytes.
+    """
+
+    sha256: str
+    content_type: str
+    data: bytes = field(compare=False, repr=False)
+
+    def content_id(self, domain: str) -> str:
+        """The Content-ID without angle brackets (RFC 2392 ``cid:`` URLs use it so): ``<32 hex>@<domain>``."""
+        return f"{self.sha256[:32]}@{domain}"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -268,10 +292,12 @@ def _compose(
     extra: list[Verbatim],
     domain: str,
     date: datetime | None,
+    image: InlineImage | None = None,
 ) -> bytes:
     """Build the message with CPython, then let :func:`repair_headers` check every field we set and re-encode the
-    ones CPython folded wrongly. ``domain``: the Message-ID's right-hand side, already checked. Raises
-    :class:`HeaderEncodingError` rather than return a broken message."""
+    ones CPython folded wrongly. ``domain``: the Message-ID's right-hand side, already checked. ``image``: a picture
+    that ``html`` shows as ``cid:`` + :meth:`InlineImage.content_id` (``domain``): the HTML part becomes
+    ``multipart/related`` with it. Raises :class:`HeaderEncodingError` rather than return a broken message."""
     specs: list[Mailbox | Unstructured | Verbatim] = [
         Mailbox("From", clean_display_name(sender.name), sender.mail_from),
         Mailbox("To", "", to),
@@ -293,6 +319,12 @@ def _compose(
             message[spec.name] = "-"
     message.set_content(plain, subtype="plain", charset="utf-8", cte="base64")
     message.add_alternative(html, subtype="html", charset="utf-8", cte="base64")
+    if image is not None:
+        maintype, _, subtype = image.content_type.partition("/")
+        html_part = message.get_payload()[1]
+        # add_related turns the HTML part into multipart/related: [the HTML, the picture] (RFC 2387).
+        html_part.add_related(image.data, maintype, subtype, cid=f"<{image.content_id(domain)}>",
+                              disposition="inline", filename=f"flyer-{image.sha256[:12]}.{_SUFFIXES[subtype]}")
     return repair_headers(message.as_bytes(), specs, _MIME_FIELDS)
 
 
@@ -312,7 +344,8 @@ def _list_unsubscribe(sender: SenderIdentity, unsubscribe_url: str) -> Verbatim:
 
 @functools.lru_cache(maxsize=_TEMPLATES_KEPT)
 def _newsletter_template(
-    sender: SenderIdentity, title: str, body_markdown: str, privacy_url: str, domain: str
+    sender: SenderIdentity, title: str, body_markdown: str, privacy_url: str, domain: str,
+    image: InlineImage | None = None,
 ) -> MessageTemplate:
     """The issue's newsletter as a :class:`MessageTemplate`: composed once by :func:`_compose` (CPython, then checked
     and repaired by :func:`repair_headers`) for a stand-in recipient, with a random stand-in link where each
@@ -323,7 +356,8 @@ def _newsletter_template(
     subject = clean_header_text(title) or clean_header_text(sender.name)
     context = {**_footer_context(sender, privacy_url), "title": subject, "unsubscribe_url": stand_in}
     plain = _render("newsletter.txt", body_text=render_plain_text(body_markdown), **context)
-    html = _render("newsletter.html", body_html=Markup(render_email_html(body_markdown)), **context)
+    html = _render("newsletter.html", body_html=Markup(render_email_html(body_markdown)),
+                   image_cid=image.content_id(domain) if image is not None else None, **context)
     raw = _compose(
         sender=sender,
         to="recipient@otayori.invalid",
@@ -333,6 +367,7 @@ def _newsletter_template(
         extra=[_list_unsubscribe(sender, stand_in), Verbatim("List-Unsubscribe-Post", ONE_CLICK)],
         domain=domain,
         date=None,
+        image=image,
     )
     return MessageTemplate(raw, policy=_POLICY, varying=_PER_RECIPIENT, placeholder=stand_in)
 
@@ -347,6 +382,7 @@ def build_newsletter(
     privacy_url: str,
     message_id_domain: str | None = None,
     date: datetime | None = None,
+    image: InlineImage | None = None,
 ) -> bytes:
     """One newsletter issue for one recipient, as the bytes to hand to SMTP (CRLF line ends, 7-bit ASCII).
 
@@ -360,6 +396,8 @@ def build_newsletter(
     Both URLs must be absolute ASCII http(s) URLs without spaces (``ValueError`` otherwise).
     ``message_id_domain``: right-hand side of the Message-ID; default the domain of ``sender.mail_from``.
     ``date``: the Date field, timezone-aware (``ValueError`` if naive); default now in UTC.
+    ``image``: a photo issue's picture, shown under the title in the HTML part (``multipart/related``, see the
+    module docstring); ``ValueError`` unless it is ``image/jpeg`` or ``image/png``.
 
     Fields: From (encoded display name), To, Subject, Date, Message-ID, Reply-To (only when
     ``sender.reply_to``), ``List-Unsubscribe: <unsubscribe_url>`` plus ``, <mailto:ADDR?subject=unsubscribe>`` when
@@ -377,7 +415,9 @@ def build_newsletter(
     privacy = _check_url(privacy_url, "privacy_url")
     domain = _message_id_domain(sender, message_id_domain)
     moment = _date_field(date)
-    template = _newsletter_template(sender, title, body_markdown, privacy, domain)
+    if image is not None and image.content_type not in ("image/jpeg", "image/png"):
+        raise ValueError(f"image: JPEG or PNG expected, got {image.content_type!r}")
+    template = _newsletter_template(sender, title, body_markdown, privacy, domain, image)
     fields = {
         "To": checked_field(Mailbox("To", "", recipient)),
         "Date": checked_field(Verbatim("Date", moment)),

@@ -15,6 +15,7 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.base64mime import body_encode
@@ -58,12 +59,20 @@ class _AsWritten(EmailPolicy):
 
 @dataclass(frozen=True)
 class _Part:
-    """One leaf part of the template: its header fields as written, and its decoded content cut at the placeholder
-    (``len(pieces) - 1`` placeholders; ``subtype``: ``plain``, ``html``, ...)."""
+    """One part of the template, with its header fields as written, and one of: ``pieces``, a text part's decoded
+    content cut at the placeholder (``len(pieces) - 1`` placeholders; ``subtype``: ``plain``, ``html``, ...);
+    ``payload``, a part copied as it is (an inline image: its base64 text, encoded once); ``children``, the parts
+    of a nested multipart (``multipart/related``: the HTML part and its images)."""
 
     fields: tuple[tuple[str, str], ...]
     subtype: str
-    pieces: tuple[bytes, ...]
+    pieces: tuple[bytes, ...] | None = None
+    payload: str | None = None
+    children: tuple[_Part, ...] = ()
+    preamble: str | None = None
+    epilogue: str | None = None
+    #: For a ``payload`` part: the random one-line text each copy carries in its place until it is spliced in.
+    stand_in: str | None = None
 
 
 class MessageTemplate:
@@ -73,11 +82,12 @@ class MessageTemplate:
     ``policy``: the policy ``raw`` was written with (its ``linesep`` and ``max_line_length`` are kept, so a copy is
     byte for byte what the same policy would write). ``varying``: names of top-level fields that every copy replaces
     (each must occur exactly once in ``raw``). ``placeholder``: an ASCII string standing for the per-recipient text in
-    the body parts (e.g. the unsubscribe link); it must occur in every body part at least once and nowhere else than
-    where the per-recipient text belongs.
+    the body parts (e.g. the unsubscribe link); it must occur in every text part at least once and nowhere else than
+    where the per-recipient text belongs. Parts that are not text (an inline image inside a nested
+    ``multipart/related``) are copied unchanged into every copy.
 
-    Raises ``ValueError`` when ``raw`` is not a multipart message of base64 text parts, a varying field is missing or
-    repeated, a part does not contain the placeholder, or a field that is not varying does.
+    Raises ``ValueError`` when ``raw`` is not a multipart message of base64 parts, a varying field is missing or
+    repeated, a text part does not contain the placeholder, or a field that is not varying does.
     """
 
     def __init__(self, raw: bytes, *, policy: EmailPolicy, varying: tuple[str, ...], placeholder: str) -> None:
@@ -98,17 +108,16 @@ class MessageTemplate:
             raise ValueError("template: the placeholder is in a field that every copy would keep")
         self._preamble, self._epilogue = parsed.preamble, parsed.epilogue
         mark = placeholder.encode("ascii")
-        parts = []
-        for part in parsed.iter_parts():
-            if part.is_multipart() or part.get_content_maintype() != "text":
-                raise ValueError("template: only text parts are supported")
-            if str(part.get("Content-Transfer-Encoding", "")).strip().lower() != "base64":
-                raise ValueError("template: body parts must be base64 encoded")
-            content = part.get_payload(decode=True)
-            if mark not in content:
-                raise ValueError(f"template: the {part.get_content_subtype()} part lacks the placeholder")
-            parts.append(_Part(tuple(part.raw_items()), part.get_content_subtype(), tuple(content.split(mark))))
-        self._parts = tuple(parts)
+        self._parts = tuple(_template_part(part, mark) for part in parsed.iter_parts())
+        # Parts copied as they are (inline pictures, megabytes of base64) are not written line by line by the
+        # generator for every copy: each copy carries a one-line stand-in, replaced in the bytes by the part's
+        # payload serialised once (about 30 ms less per copy for a 2.4 MB picture).
+        linesep = self._policy.linesep
+        self._verbatim = {
+            part.stand_in: (linesep.join(part.payload.splitlines())
+                            + (linesep if part.payload.endswith("\n") else "")).encode("ascii")
+            for part in _leaves(self._parts) if part.payload is not None and part.stand_in is not None
+        }
 
     def fill(self, fields: Mapping[str, str], text: Mapping[str, str]) -> bytes:
         """One copy, serialised: the template's bytes with each varying field replaced by ``fields[name]`` and the
@@ -129,12 +138,47 @@ class MessageTemplate:
                     raise ValueError(f"field for {name!r} does not start with '{name}:'")
             message[name] = value
         for template in self._parts:
-            part = MIMEPart(policy=self._policy)
-            for name, value in template.fields:
-                part[name] = value
+            message.attach(self._copy(template, text))
+        message.preamble, message.epilogue = self._preamble, self._epilogue
+        raw = message.as_bytes()
+        for stand_in, payload in self._verbatim.items():
+            raw = raw.replace(stand_in.encode("ascii"), payload, 1)  # 128 random bits: occurs once, where it was put
+        return raw
+
+    def _copy(self, template: _Part, text: Mapping[str, str]) -> MIMEPart:
+        part = MIMEPart(policy=self._policy)
+        for name, value in template.fields:
+            part[name] = value
+        if template.pieces is not None:
             content = text[template.subtype].encode("utf-8").join(template.pieces)
             part.set_payload(body_encode(content, maxlinelen=self._policy.max_line_length))
-            message.attach(part)
-        message.preamble, message.epilogue = self._preamble, self._epilogue
-        return message.as_bytes()
+        elif template.payload is not None:
+            part.set_payload(template.stand_in)  # the payload itself goes in at the end of fill()
+        else:
+            for child in template.children:
+                part.attach(self._copy(child, text))
+            part.preamble, part.epilogue = template.preamble, template.epilogue
+        return part
+
+
+def _leaves(parts: tuple[_Part, ...]) -> list[_Part]:
+    """Every part that is not a multipart, depth first (the order they are written in)."""
+    return [leaf for part in parts for leaf in (_leaves(part.children) if part.children else [part])]
+
+
+def _template_part(part: EmailMessage | MIMEPart, mark: bytes) -> _Part:
+    """One part of the parsed template as a :class:`_Part` (recursively for a nested multipart)."""
+    fields, subtype = tuple(part.raw_items()), part.get_content_subtype()
+    if part.is_multipart():
+        return _Part(fields, subtype, children=tuple(_template_part(child, mark) for child in part.iter_parts()),
+                     preamble=part.preamble, epilogue=part.epilogue)
+    if str(part.get("Content-Transfer-Encoding", "")).strip().lower() != "base64":
+        raise ValueError("template: body parts must be base64 encoded")
+    if part.get_content_maintype() != "text":
+        return _Part(fields, subtype, payload=str(part.get_payload()),
+                     stand_in=f"otayori-verbatim-{secrets.token_hex(16)}")
+    content = part.get_payload(decode=True)
+    if mark not in content:
+        raise ValueError(f"template: the {subtype} part lacks the placeholder")
+    return _Part(fields, subtype, pieces=tuple(content.split(mark)))
 

@@ -50,6 +50,8 @@ from markdown_it.tree import SyntaxTreeNode
 
 #: Telegram: characters (code points) of visible text per message (https://core.telegram.org/bots/api#sendmessage).
 TELEGRAM_TEXT_LIMIT = 4096
+#: Telegram: characters of a photo's caption after entity parsing (https://core.telegram.org/bots/api#sendphoto).
+TELEGRAM_CAPTION_LIMIT = 1024
 #: LINE: UTF-16 code units per text message (https://developers.line.biz/en/reference/messaging-api/#text-message).
 LINE_TEXT_LIMIT_UTF16 = 5000
 #: LINE: messages per reply/push/multicast request (reference/line.md). :func:`issue_parts` returns every part; the
@@ -483,12 +485,13 @@ def _choose_cut(atoms: Sequence[_Atom], start: int, end: int, limit: int) -> tup
     return cut, cut
 
 
-def _split_atoms(atoms: Sequence[_Atom], limit: int, is_blank: Callable[[str], bool]) -> list[str]:
-    """Cut ``atoms`` into parts whose weights stay within ``limit``; tags open at a cut are closed at the end of
-    the part and reopened (with their attributes) at the start of the next, so every part is balanced by itself.
-    Parts whose text ``is_blank`` are dropped."""
-    if limit < 1:
-        raise ValueError(f"limit must be at least 1, got {limit}")
+def _split_atoms(atoms: Sequence[_Atom], limit: int, is_blank: Callable[[str], bool],
+                 first_limit: int | None = None) -> list[str]:
+    """Cut ``atoms`` into parts whose weights stay within ``limit`` (the first part within ``first_limit`` when
+    given); tags open at a cut are closed at the end of the part and reopened (with their attributes) at the start
+    of the next, so every part is balanced by itself. Parts whose text ``is_blank`` are dropped."""
+    if limit < 1 or (first_limit is not None and first_limit < 1):
+        raise ValueError(f"limits must be at least 1, got {limit} and {first_limit}")
     parts: list[str] = []
     open_tags: list[_Atom] = []
 
@@ -511,8 +514,9 @@ def _split_atoms(atoms: Sequence[_Atom], limit: int, is_blank: Callable[[str], b
 
     start, total = 0, len(atoms)
     while start < total:
+        part_limit = first_limit if first_limit is not None and not parts else limit
         end, used = start, 0
-        while end < total and used + atoms[end].weight <= limit:
+        while end < total and used + atoms[end].weight <= part_limit:
             used += atoms[end].weight
             end += 1
         if end == start:  # a single atom heavier than the limit (limit 1 and a surrogate pair): send it alone
@@ -520,7 +524,7 @@ def _split_atoms(atoms: Sequence[_Atom], limit: int, is_blank: Callable[[str], b
         if end == total:
             cut, resume = total, total
         else:
-            cut, resume = _choose_cut(atoms, start, end, limit)
+            cut, resume = _choose_cut(atoms, start, end, part_limit)
             has_separator = resume > cut
             # End tags right at the cut belong to this part (they weigh nothing); start tags right before the cut
             # belong to the next one (here they would only open an empty element).
@@ -551,7 +555,9 @@ def _visible_telegram_text(telegram_html: str) -> str:
     )
 
 
-def split_telegram_html(text: str, limit: int = TELEGRAM_TEXT_LIMIT) -> list[str]:
+def split_telegram_html(
+    text: str, limit: int = TELEGRAM_TEXT_LIMIT, *, first_limit: int | None = None
+) -> list[str]:
     """Split Telegram HTML into messages of at most ``limit`` characters each, in order.
 
     ``limit`` counts what Telegram counts: characters (Unicode code points) of the text *after entity parsing*, i.e.
@@ -564,12 +570,16 @@ def split_telegram_html(text: str, limit: int = TELEGRAM_TEXT_LIMIT) -> list[str
     message's leading/trailing whitespace is trimmed by Telegram anyway). A tag open across a cut is closed at the
     end of the part and reopened with the same attributes at the start of the next, so each part is valid on its
     own. Parts with no visible text are dropped. Input: HTML as produced by :func:`render_telegram_html` (text
-    escaped, attribute values quoted and escaped). Raises ValueError when ``limit < 1``.
+    escaped, attribute values quoted and escaped). ``first_limit``: a smaller limit for the first part, e.g.
+    :data:`TELEGRAM_CAPTION_LIMIT` when it is a photo's caption. Raises ValueError when a limit is below 1.
     """
-    return _split_atoms(_html_atoms(text), limit, lambda part: not _visible_telegram_text(part).strip())
+    return _split_atoms(_html_atoms(text), limit, lambda part: not _visible_telegram_text(part).strip(),
+                        first_limit)
 
 
-def split_line_text(text: str, limit_utf16: int = LINE_TEXT_LIMIT_UTF16) -> list[str]:
+def split_line_text(
+    text: str, limit_utf16: int = LINE_TEXT_LIMIT_UTF16, *, first_limit: int | None = None
+) -> list[str]:
     """Split plain text into LINE text messages of at most ``limit_utf16`` UTF-16 code units each, in order.
 
     LINE counts a text message's length in UTF-16 code units: a character outside the BMP (most emoji) counts 2
@@ -577,10 +587,10 @@ def split_line_text(text: str, limit_utf16: int = LINE_TEXT_LIMIT_UTF16) -> list
     first, then line breaks, then after a sentence end, then at a space, then between characters; never between the
     two halves of a surrogate pair or inside a grapheme cluster (ZWJ emoji, flags, combining marks) unless one
     cluster alone exceeds the limit. The newline(s) or space at a cut are dropped; whitespace-only parts are
-    dropped. Raises ValueError when ``limit_utf16 < 1``; with ``limit_utf16 == 1`` an astral character (2 units)
-    is sent alone rather than split.
+    dropped. ``first_limit``: a smaller limit (UTF-16 units) for the first part. Raises ValueError when a limit is
+    below 1; with a limit of 1 an astral character (2 units) is sent alone rather than split.
     """
-    return _split_atoms(_text_atoms(text), limit_utf16, lambda part: not part.strip())
+    return _split_atoms(_text_atoms(text), limit_utf16, lambda part: not part.strip(), first_limit)
 
 
 def utf16_length(text: str) -> int:

@@ -37,6 +37,8 @@ TOPIC_SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 ALL_TOPICS = "all"
 #: LINE quick-reply labels hold 20 characters; topic buttons prefix a check mark and a space.
 MAX_TOPIC_LABEL = 18
+#: Telegram's ``setWebhook`` ``secret_token``: 1-256 characters of ``A-Z a-z 0-9 _ -`` (Bot API "setWebhook").
+TELEGRAM_SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 DEFAULT_PURPOSE_OF_USE = (
     "ご登録いただいた連絡先(LINEのユーザーID、TelegramのチャットID、メールアドレス)は、"
@@ -88,6 +90,7 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite+aiosqlite:///var/otayori.sqlite3"
     public_url: str = "http://127.0.0.1:8000"
+    media_dir: Path | None = None
     http_host: str = "127.0.0.1"
     http_port: int = Field(8000, ge=0, le=65535)
     secret_key: str | None = None
@@ -191,6 +194,10 @@ class Settings(BaseSettings):
             raise ValueError(f"@{ENV_PREFIX}{missing}: LINE needs both the channel secret and the access token")
         if self.telegram_mode == "webhook" and self.telegram_bot_token and not self.telegram_webhook_secret:
             raise ValueError(f"@{ENV_PREFIX}TELEGRAM_WEBHOOK_SECRET: required when OTAYORI_TELEGRAM_MODE=webhook")
+        if self.telegram_webhook_secret and not TELEGRAM_SECRET_TOKEN.fullmatch(self.telegram_webhook_secret):
+            # setWebhook refuses anything else ("secret token contains unallowed characters"): say so at start-up.
+            raise ValueError(f"@{ENV_PREFIX}TELEGRAM_WEBHOOK_SECRET: 1-256 characters of A-Z a-z 0-9 _ - "
+                             "(generate one: python -c 'import secrets; print(secrets.token_urlsafe(32))')")
         return self
 
     # ---- derived views -------------------------------------------------------------------------------------------
@@ -242,15 +249,27 @@ class Settings(BaseSettings):
         path = self.database_url[len(prefix):].split("?", 1)[0]
         return None if path in ("", ":memory:") else Path(path)
 
+    def media_path(self) -> Path:
+        """Where issue pictures are stored: ``OTAYORI_MEDIA_DIR``, else ``media/`` next to the SQLite file, else
+        ``var/media`` (PostgreSQL). Not created here (nothing touches the disk while settings load)."""
+        if self.media_dir is not None:
+            return self.media_dir
+        database = self.sqlite_path()
+        return (database.parent if database is not None else Path("var")) / "media"
+
     # ---- checks that depend on the command --------------------------------------------------------------------
 
-    def check_for_serving(self) -> None:
+    def check_for_serving(self, *, receiving: bool = True) -> None:
         """Check what ``run``, ``broadcast`` and ``demo`` need before they start.
+
+        ``receiving=False`` (commands that only send, such as ``broadcast``) leaves out the webhook check: a
+        webhook URL matters only to the process that receives webhooks (``run``).
 
         Raises :class:`ConfigError` naming the first missing or inconsistent setting: no or placeholder secret key;
         no sender name (shown in the terms: APPI Art. 21(2)); when email is on, the sender's postal address,
-        contact and From address (特定電子メール法 Art. 4 display items, reference/email-and-law.md); a webhook
-        mode without an ``https://`` public URL, unless the platform API is a loopback emulator.
+        contact and From address (特定電子メール法 Art. 4 display items, reference/email-and-law.md); LINE (always a
+        webhook) or Telegram webhook mode without an ``https://`` public URL, unless both the platform API and the
+        public URL are loopback addresses (the emulators of the rehearsal, the demo and the tests).
         """
         key = self.secret_key or ""
         if not key:
@@ -272,9 +291,23 @@ class Settings(BaseSettings):
         if self.email_enabled and not self.public_url.startswith("https://") and not _is_loopback_url(self.public_url):
             # RFC 8058: the one-click unsubscribe URI must be https; mail clients ignore it otherwise.
             raise ConfigError(f"{ENV_PREFIX}PUBLIC_URL", "email needs an https:// public URL (RFC 8058 one-click unsubscribe)")
-        if self.telegram_enabled and self.telegram_mode == "webhook":
-            if not self.public_url.startswith("https://") and not _is_loopback_url(self.telegram_api_url):
-                raise ConfigError(f"{ENV_PREFIX}PUBLIC_URL", "webhook mode needs an https:// public URL")
+        if receiving:
+            self.check_webhooks()
+
+    def check_webhooks(self) -> None:
+        """Raise :class:`ConfigError` (``OTAYORI_PUBLIC_URL``) when LINE (always a webhook) or Telegram in webhook
+        mode is on and the public URL is not ``https://``, unless both the platform API and the public URL are
+        loopback addresses (the emulators of the rehearsal, the demo and the tests)."""
+        # Telegram and LINE deliver only to https:// URLs (reference/telegram.md, reference/line.md).
+        # LINE is always a webhook. The one exemption is the local rehearsal: the platform is a loopback emulator
+        # *and* our public URL is loopback too, so nothing real ever calls an http:// URL of ours.
+        webhooks = (("LINE", self.line_enabled, self.line_api_url),
+                    ("Telegram", self.telegram_enabled and self.telegram_mode == "webhook", self.telegram_api_url))
+        for platform, on, api_url in webhooks:
+            rehearsal = _is_loopback_url(api_url) and _is_loopback_url(self.public_url)
+            if on and not self.public_url.startswith("https://") and not rehearsal:
+                raise ConfigError(f"{ENV_PREFIX}PUBLIC_URL", f"{platform} webhooks need an https:// public URL "
+                                  "(a TLS reverse proxy in front of otayori run: README \"Deploying\")")
 
 
 def load_settings(**overrides: object) -> Settings:

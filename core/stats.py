@@ -9,7 +9,9 @@ Definitions (all read from the database; times in UTC, days in ``OTAYORI_TIMEZON
   person who leaves and comes back counts again; **withdrawals**: ``withdraw`` events (any source: chat, link,
   blocking, admin);
 * **new / withdrawn over 7 and 30 days**: sign-ups and withdrawals whose time is within the last 7 / 30 × 24 h;
-* **sign-ups per campaign**: per (campaign code or None, channel), all time;
+* **sign-ups per campaign**: per (campaign code or None, channel), all time; **withdrawals per campaign**: ``withdraw``
+  events per (campaign, channel), all time, the campaign being that of the endpoint's latest sign-up before the
+  withdrawal (a withdraw event itself carries no campaign: people leave from the chat, a link or by blocking);
 * **issue results**: the last issues that started sending (test sends excluded): deliveries per status, and
   unsubscribes within 48 h — endpoints that were sent the issue and withdrew within 48 h after it started.
 """
@@ -22,6 +24,7 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, func, select
+from sqlalchemy.orm import aliased
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core.eligibility import consented_clause
@@ -65,8 +68,8 @@ class Stats:
     """The whole report (see the module docstring). Dictionaries list every channel (and topic) with 0 when none.
 
     ``by_channel[channel]``; ``by_channel_topic[(channel, slug)]``; ``subscribers`` and ``subscribers_by_topic[slug]``
-    count people; ``movement`` one :class:`Movement` per window; ``signups_by_campaign[(campaign, channel)]``;
-    ``issues`` newest first.
+    count people; ``movement`` one :class:`Movement` per window; ``signups_by_campaign[(campaign, channel)]`` and
+    ``withdrawals_by_campaign[(campaign, channel)]`` (only pairs with at least one); ``issues`` newest first.
     """
 
     generated_at: datetime
@@ -77,6 +80,7 @@ class Stats:
     movement: list[Movement]
     signups_by_campaign: dict[tuple[str | None, str], int]
     issues: list[IssueResult]
+    withdrawals_by_campaign: dict[tuple[str | None, str], int] = field(default_factory=dict)
 
 
 async def collect_stats(db: Database, settings: Settings, *, now: datetime | None = None,
@@ -119,17 +123,45 @@ async def collect_stats(db: Database, settings: Settings, *, now: datetime | Non
                 target[channel] = target.get(channel, 0) + int(count)
             movement.append(window)
 
-        signups_by_campaign = {
-            (campaign, channel): int(count)
-            for campaign, channel, count in (await session.exec(  # type: ignore[call-overload]
-                select(ConsentEvent.campaign, ConsentEvent.channel, func.count())
-                .where(ConsentEvent.action.in_(SIGNUP_ACTIONS))  # type: ignore[attr-defined]
-                .group_by(ConsentEvent.campaign, ConsentEvent.channel)
-            )).all()
-        }
+        signups_by_campaign, withdrawals_by_campaign = await campaign_counts(session)
         issues = await _issue_results(session, last_issues)
     return Stats(now, by_channel, by_channel_topic, subscribers, subscribers_by_topic, movement,
-                 signups_by_campaign, issues)
+                 signups_by_campaign, issues, withdrawals_by_campaign)
+
+
+CampaignCounts = dict[tuple[str | None, str], int]
+
+
+async def campaign_counts(session: AsyncSession) -> tuple[CampaignCounts, CampaignCounts]:
+    """Sign-ups and withdrawals per ``(campaign code or None, channel)``, all time (module docstring). A withdrawal
+    counts for the campaign of the same endpoint's latest ``grant``/``confirm`` event before it (None when it had
+    none, e.g. a block before any consent)."""
+    signups = {
+        (campaign, channel): int(count)
+        for campaign, channel, count in (await session.exec(  # type: ignore[call-overload]
+            select(ConsentEvent.campaign, ConsentEvent.channel, func.count())
+            .where(ConsentEvent.action.in_(SIGNUP_ACTIONS))  # type: ignore[attr-defined]
+            .group_by(ConsentEvent.campaign, ConsentEvent.channel)
+        )).all()
+    }
+    signup = aliased(ConsentEvent)
+    withdrawal = aliased(ConsentEvent)
+    # The ledger is append-only with increasing ids, so "before" is a smaller id (times may tie within a second).
+    source = (
+        select(signup.campaign)
+        .where(signup.endpoint_id == withdrawal.endpoint_id, signup.id < withdrawal.id,  # type: ignore[operator]
+               signup.action.in_(SIGNUP_ACTIONS))  # type: ignore[attr-defined]
+        .order_by(signup.id.desc())  # type: ignore[attr-defined]
+        .limit(1)
+        .correlate(withdrawal)
+        .scalar_subquery()
+    )
+    withdrawals: CampaignCounts = defaultdict(int)
+    for campaign, channel in (await session.exec(  # type: ignore[call-overload]
+        select(source, withdrawal.channel).where(withdrawal.action == ConsentAction.WITHDRAW.value)
+    )).all():
+        withdrawals[(campaign, channel)] += 1
+    return signups, dict(withdrawals)
 
 
 async def _issue_results(session: AsyncSession, limit: int) -> list[IssueResult]:

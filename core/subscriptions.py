@@ -19,6 +19,8 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core import consent, texts, topics
+from core.campaigns import raw_evidence as campaign_raw_evidence
+from core.campaigns import resolve_code
 from core.commands import Intent, IntentKind, is_confirmation_code, parse
 from core.inbound import begin_processing, finish_processing
 from core.settings import Settings
@@ -27,7 +29,6 @@ from core.texts import Language
 from storage.database import Database
 from storage.models import (
     Basis,
-    Campaign,
     ConsentAction,
     ConsentEvent,
     ConsentSource,
@@ -51,7 +52,9 @@ class ChatContext:
     ``address``: the LINE userId or the Telegram chat id as text. ``chat_type``: ``private`` or ``group`` (groups,
     supergroups, rooms). ``event_key``: unique per inbound event on this channel (``update:<update_id>``, the LINE
     ``webhookEventId``); ``None`` skips deduplication. ``evidence``: JSON-able facts for the ledger (message id,
-    update_id / webhookEventId).
+    update_id / webhookEventId). ``user_id``: the *sender's* user id (Telegram ``from.id``, LINE ``source.userId``) —
+    in a private chat it equals the address, in a group it does not; admin rights are checked on it
+    (core.admins.is_admin), never on the chat. None when the platform did not say who sent it.
     """
 
     channel: str
@@ -60,6 +63,7 @@ class ChatContext:
     event_key: str | None = None
     evidence: dict[str, Any] = field(default_factory=dict)
     display_name: str | None = None
+    user_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,12 +78,16 @@ class Button:
 class Reply:
     """A message for the bot to send: plain ``text`` (the bot escapes it for its markup) and optional buttons.
 
-    ``kind`` names the situation (``terms``, ``subscribed``, ``withdrawn``…) for logs and tests.
+    ``kind`` names the situation (``terms``, ``subscribed``, ``withdrawn``…) for logs and tests. ``telegram_html``:
+    when set, Telegram sends this HTML (its Bot API subset, already escaped, at most 4,096 visible characters)
+    instead of the escaped ``text`` — the author's preview shows an issue exactly as Telegram will; other channels
+    send ``text``.
     """
 
     kind: str
     text: str
     buttons: tuple[Button, ...] = ()
+    telegram_html: str | None = None
 
 
 class SubscriptionService:
@@ -244,7 +252,7 @@ class SubscriptionService:
             address=ctx.address,
             wording_version=wording.version,
             campaign=campaign_code,
-            campaign_raw=campaign_text if campaign_text and campaign_code is None else None,
+            campaign_raw=campaign_raw_evidence(campaign_text, campaign_code),
             rendering_sha256="",
             shown_at=self.clock(),
         )
@@ -443,10 +451,7 @@ class SubscriptionService:
 
     async def _campaign_code(self, session: AsyncSession, campaign_text: str | None) -> str | None:
         """The registered campaign code matching ``campaign_text`` case-insensitively, or None (unknown/absent)."""
-        if not campaign_text:
-            return None
-        row = (await session.exec(select(Campaign).where(Campaign.code_key == campaign_text.lower()))).first()
-        return row.code if row else None
+        return await resolve_code(session, campaign_text)
 
     def _language(self, ctx: ChatContext) -> Language:
         return "ja"

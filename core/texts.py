@@ -245,6 +245,36 @@ _TEXTS: dict[str, dict[Language, str]] = {
         "ja": "登録を受け付けました。お届けするには友だち追加が必要です: {link}",
         "en": "Subscription received. Please add the account as a friend so we can deliver: {link}",
     },
+    # ---- photo issues (core.media): why a picture cannot be an issue's ----
+    "image_unreadable": {
+        "ja": "画像として読み取れませんでした(受け取った形式: {declared})。JPEG か PNG の写真を送ってください。",
+        "en": "This is not a picture we can read (declared as {declared}): use a JPEG or PNG image.",
+    },
+    "image_wrong_format": {
+        "ja": "{format} 形式の画像は使えません。JPEG か PNG にしてください(LINE の画像メッセージが受け付ける形式)。",
+        "en": "{format} pictures cannot be sent: use JPEG or PNG (the formats LINE image messages accept).",
+    },
+    "image_too_large": {
+        "ja": "画像が大きすぎます({size_mb} MB)。{limit_mb} MB 以下にしてください(LINE と Telegram の上限)。",
+        "en": "The picture is too large ({size_mb} MB): at most {limit_mb} MB (the LINE and Telegram limit).",
+    },
+    "image_bad_dimensions": {
+        "ja": "画像の大きさ({width}×{height})が送れない形です。幅と高さの合計は {max_sum} 以下、長い辺は短い辺の "
+        "{max_ratio} 倍以内にしてください(Telegram の条件)。",
+        "en": "A {width}×{height} picture cannot be sent: width + height must be at most {max_sum} and the longer "
+        "side at most {max_ratio} times the shorter (Telegram's rule).",
+    },
+    "image_line_needs_https": {
+        "ja": "LINE で画像を送るには OTAYORI_PUBLIC_URL が https:// で始まる公開URLである必要があります(現在: "
+        "{public_url})。https で公開するか、この号の配信先から LINE を外してください。",
+        "en": "LINE image messages need an https:// OTAYORI_PUBLIC_URL (now {public_url}): serve otayori over "
+        "https, or leave LINE out of this issue's channels.",
+    },
+    "image_url_too_long": {
+        "ja": "画像のURLが長すぎます({length} 文字。LINE の上限は {limit} 文字)。OTAYORI_PUBLIC_URL を短くしてください。",
+        "en": "The picture's URL is {length} characters long; LINE accepts at most {limit}: use a shorter "
+        "OTAYORI_PUBLIC_URL.",
+    },
 }
 
 CHANNEL_NAMES: dict[str, dict[Language, str]] = {
@@ -309,3 +339,289 @@ class ReasonError(ValueError):
     def message(self, language: Language = "ja") -> str:
         """The reason in ``language``."""
         return text(self.key, language, **self.values)
+
+
+# ---- the author's desk in the chat and reader replies (issue 5; core.desk, core.desk_views, core.chat) -------------
+# Kept in one block of their own: the desk speaks to the author (Japanese), readers get the acknowledgement and the
+# author's answer.
+
+#: Labels of the desk's buttons (LINE quick-reply labels hold 20 characters).
+DESK_BUTTONS: dict[str, str] = {
+    "preview": "プレビュー",
+    "test": "テスト送信",
+    "send": "送信",
+    "cancel": "取り消し",
+    "cancel_sending": "配信を止める",
+    "topics": "トピック選択",
+}
+
+_TEXTS.update({
+    "admin_help": {
+        "ja": "管理者のことば:\n"
+        "・配信(/broadcast)… 新しい号を書く(次のメッセージが本文。1行目がタイトル)\n"
+        "・プレビュー(/preview)… チャネルごとの見え方と宛先の人数\n"
+        "・テスト送信(/test)… 自分の登録済みの宛先にだけ送る\n"
+        "・送信(/send)… いま送る\n"
+        "・予約 2026-12-01 09:00 / 予約 +30m(/schedule)… 時刻を決めて送る\n"
+        "・キャンセル [番号](/cancel)… 下書き・予約・配信中の号を止める\n"
+        "・統計(/stats)… 数字と登録数のグラフ\n"
+        "・返信 <番号> <本文>(/reply)… 読者のメッセージに返事(転送されたメッセージに返信しても同じ)",
+        "en": "Admin commands: /broadcast, /preview, /test, /send, /schedule WHEN, /cancel [N], /stats, /reply N TEXT",
+    },
+    "desk_admin_only": {"ja": "このボタンは管理者だけが使えます。", "en": "Only admins can use this button."},
+    "desk_button_unknown": {"ja": "このボタンは使えなくなりました。", "en": "This button no longer works."},
+    "desk_body_prompt": {
+        "ja": "新しい号(下書き #{issue_id})を書きます。本文を送ってください。\n"
+        "1行目がタイトルになります(1行だけのときは、次にタイトルをうかがいます)。"
+        "太字・斜体・リンクはそのまま使えます。やめるときは「取り消し」を押してください。",
+        "en": "New issue (draft #{issue_id}): send the body. Its first line is the title.",
+    },
+    "desk_forward_started": {
+        "ja": "転送されたメッセージを本文にして、新しい号(下書き #{issue_id})を作りました。",
+        "en": "The forwarded message is the body of a new draft (#{issue_id}).",
+    },
+    "desk_body_empty": {
+        "ja": "本文が空です(空白だけのメッセージでした)。本文をもう一度送ってください。",
+        "en": "The body is empty (only spaces). Send the body again.",
+    },
+    "desk_title_prompt": {
+        "ja": "本文を受け取りました。タイトルを1行で送ってください。",
+        "en": "Body received. Send the title (one line).",
+    },
+    "desk_title_invalid": {
+        "ja": "タイトルは1行、{limit}文字までです。もう一度送ってください。",
+        "en": "The title is one line of at most {limit} characters. Send it again.",
+    },
+    "desk_photo_started": {
+        "ja": "写真から新しい号(下書き #{issue_id})を作りました。",
+        "en": "A new draft (#{issue_id}) starts with this photo.",
+    },
+    "desk_photo_attached": {
+        "ja": "写真({width}×{height})を下書き #{issue_id} に付けました。",
+        "en": "The photo ({width}×{height}) is now draft #{issue_id}'s picture.",
+    },
+    "desk_photo_body_prompt": {
+        "ja": "本文を送ってください(1行目がタイトルになります)。写真の説明文として、すべてのチャネルで写真と一緒に届きます。",
+        "en": "Now send the body (its first line is the title); it goes with the photo on every channel.",
+    },
+    "desk_photo_unreadable": {
+        "ja": "写真を受け取れませんでした({reason})。もう一度送ってください。",
+        "en": "The photo could not be fetched ({reason}). Send it again.",
+    },
+    "desk_options": {
+        "ja": "下書き #{issue_id}\nタイトル: {title}\n本文: {length}文字\n写真: {picture}\nトピック: {topic}\n"
+        "チャネル: {channels}\n"
+        "宛先(同意とトピックで絞り込み後): {recipients}\n\n"
+        "ボタンでトピックとチャネルを選び、「プレビュー」「テスト送信」で確かめてから「送信」を押してください。"
+        "時刻を決めるときは「予約 2026-12-01 09:00」または「予約 +30m」と送ります。",
+        "en": "Draft #{issue_id}: {title} ({length} characters, photo: {picture}), topic {topic}, channels "
+        "{channels}, recipients {recipients}.",
+    },
+    "desk_picture_yes": {"ja": "あり", "en": "yes"},
+    "desk_picture_no": {"ja": "なし", "en": "none"},
+    "desk_preview_picture": {
+        "ja": "写真: あり(Telegram は写真に本文を添えて、LINE は画像メッセージのあとに本文、メールは本文の上に表示)",
+        "en": "Photo: yes (Telegram: the photo with the text; LINE: an image message, then the text; email: above "
+        "the text)",
+    },
+    "desk_topic_menu": {"ja": "トピックを選んでください(いま: {current})。", "en": "Choose the topic (now: {current})."},
+    "desk_count": {"ja": "{channel} {count}人", "en": "{channel} {count}"},
+    "desk_no_draft": {
+        "ja": "下書きがありません。「配信」(/broadcast)で新しい号を書き始めてください。",
+        "en": "There is no draft. Start one with /broadcast.",
+    },
+    "desk_channels_empty": {
+        "ja": "チャネルは少なくとも1つ選んでください。",
+        "en": "Choose at least one channel.",
+    },
+    "desk_preview_summary": {
+        "ja": "プレビュー: 号 #{issue_id}「{title}」\nトピック: {topic}\n{lines}",
+        "en": "Preview of issue #{issue_id} {title} (topic {topic})\n{lines}",
+    },
+    "desk_preview_channel": {"ja": "・{channel}: {count}人", "en": "- {channel}: {count}"},
+    "desk_preview_channel_split": {
+        "ja": "・{channel}: {count}人({parts}通に分けて送ります。長すぎる本文は切らずに分割します)",
+        "en": "- {channel}: {count} (split into {parts} messages, nothing cut)",
+    },
+    "desk_preview_quota": {
+        "ja": "LINE の今月の残り: {remaining}通(この号で {cost}通使います)",
+        "en": "LINE messages left this month: {remaining} (this issue uses {cost})",
+    },
+    "desk_preview_quota_unknown": {
+        "ja": "LINE の今月の残り: 上限なし(または読み取れませんでした)",
+        "en": "LINE messages left this month: no limit (or unreadable)",
+    },
+    "desk_preview_quota_short": {
+        "ja": "⚠ 残りが足りません。超える分は失敗にせず「保留」にします。来月かプラン変更のあと "
+        "otayori deliveries resume {issue_id} で再開できます。",
+        "en": "Not enough LINE quota: the rest will be deferred (otayori deliveries resume {issue_id}).",
+    },
+    "desk_preview_email_link": {
+        "ja": "メールの HTML 版: {url}",
+        "en": "The email as HTML: {url}",
+    },
+    "desk_preview_heading": {"ja": "── {channel}での表示 ──", "en": "── as {channel} shows it ──"},
+    "desk_test_started": {
+        "ja": "テスト送信します(号 #{issue_id}): {recipients}。あなたご自身の登録済みの宛先にだけ届きます。",
+        "en": "Test send of issue #{issue_id}: {recipients} (your own subscribed endpoints only).",
+    },
+    "desk_test_report_head": {"ja": "🧪 テスト送信の結果(テスト用のコピーの番号です)", "en": "🧪 Test send result"},
+    "desk_scheduled": {
+        "ja": "予約しました: 号 #{issue_id}「{title}」を {when}({zone})に送ります。"
+        "宛先(いまの時点): {recipients}。取り消すときは「キャンセル {issue_id}」。",
+        "en": "Issue #{issue_id} {title} is scheduled for {when} ({zone}); recipients now: {recipients}.",
+    },
+    "desk_cancelled_draft": {"ja": "下書き #{issue_id} を取り消しました。", "en": "Draft #{issue_id} cancelled."},
+    "desk_cancelled_scheduled": {
+        "ja": "号 #{issue_id} の予約を取り消しました。送られません。",
+        "en": "Issue #{issue_id} is no longer scheduled: nothing will be sent.",
+    },
+    "desk_cancelled_sending": {
+        "ja": "号 #{issue_id} の配信を止めました: まだ送っていない {cancelled}件を取り消し、送信中の {in_flight}件は"
+        "そのまま終わります。送信済みの {sent}件は取り消せません。",
+        "en": "Issue #{issue_id} stopped: {cancelled} not yet sent are cancelled, {in_flight} in flight finish, "
+        "{sent} sent stay sent.",
+    },
+    "desk_cancel_which": {
+        "ja": "止められる号が複数あります: {issues}。「キャンセル <番号>」で選んでください。",
+        "en": "Several issues can be stopped: {issues}. Send /cancel N.",
+    },
+    "desk_nothing_to_cancel": {
+        "ja": "取り消せる下書き・予約・配信中の号はありません。",
+        "en": "There is no draft, scheduled or running issue to cancel.",
+    },
+    "desk_progress_head": {"ja": "📮 号 #{issue_id}「{title}」配信中", "en": "📮 Issue #{issue_id} {title}: sending"},
+    "desk_progress_line": {
+        "ja": "・{channel}: 送信済み {sent} / 未送信 {open} / 失敗 {failed}",
+        "en": "- {channel}: sent {sent} / pending {open} / failed {failed}",
+    },
+    "desk_progress_final_line": {
+        "ja": "・{channel}: 送信済み {sent} / 失敗 {failed}",
+        "en": "- {channel}: sent {sent} / failed {failed}",
+    },
+    "desk_progress_nobody": {"ja": "(宛先はありませんでした)", "en": "(nobody to send to)"},
+    "desk_progress_at": {"ja": "({at} 時点)", "en": "(as of {at})"},
+    "desk_final_done": {"ja": "✅ 号 #{issue_id}「{title}」配信完了", "en": "✅ Issue #{issue_id} {title}: sent"},
+    "desk_final_cancelled": {
+        "ja": "⏹ 号 #{issue_id}「{title}」配信を止めました", "en": "⏹ Issue #{issue_id} {title}: stopped",
+    },
+    "desk_final_deferred": {
+        "ja": "⏸ 号 #{issue_id}「{title}」一部を保留して終了", "en": "⏸ Issue #{issue_id} {title}: partly deferred",
+    },
+    "desk_final_reasons_head": {"ja": "失敗の理由:", "en": "Failures by reason:"},
+    "desk_final_reason": {"ja": "・{channel}: {reason}({count}件)", "en": "- {channel}: {reason} ({count})"},
+    "desk_final_no_failures": {"ja": "・なし", "en": "- none"},
+    "desk_final_uncertain": {
+        "ja": "届いたか分からないもの(uncertain): {count}件",
+        "en": "Uncertain (may or may not have arrived): {count}",
+    },
+    "desk_final_count_deferred": {
+        "ja": "保留(deferred): {count}件 — otayori deliveries resume {issue_id} で再開できます",
+        "en": "Deferred: {count} — resume with otayori deliveries resume {issue_id}",
+    },
+    "desk_final_count_cancelled": {"ja": "取り消し: {count}件", "en": "Cancelled: {count}"},
+    "desk_final_count_skipped": {
+        "ja": "送信直前に同意がなくなり送らなかったもの: {count}件",
+        "en": "Skipped (consent gone just before sending): {count}",
+    },
+    "desk_stats_head": {"ja": "📊 統計({at} {zone})", "en": "📊 Stats ({at} {zone})"},
+    "desk_stats_people": {"ja": "購読者: {people}人({by_channel})", "en": "Subscribers: {people} ({by_channel})"},
+    "desk_stats_topics": {"ja": "トピック別: {by_topic}", "en": "By topic: {by_topic}"},
+    "desk_stats_window": {
+        "ja": "直近{days}日 — 新規: {new} / 解除: {withdrawn}",
+        "en": "Last {days} days — new: {new} / withdrawn: {withdrawn}",
+    },
+    "desk_stats_campaigns_head": {"ja": "キャンペーン別の登録(累計):", "en": "Sign-ups per campaign (all time):"},
+    "desk_stats_campaign": {"ja": "・{campaign}: {total}({detail})", "en": "- {campaign}: {total} ({detail})"},
+    "desk_stats_no_campaign": {"ja": "(キャンペーンなし)", "en": "(none)"},
+    "desk_stats_issues_head": {"ja": "最近の号:", "en": "Recent issues:"},
+    "desk_stats_issue": {
+        "ja": "・#{issue_id}「{title}」{started} 送信済み {sent} / 失敗 {failed} / 同意なし {skipped} / 48時間以内の解除 "
+        "{unsubscribed}",
+        "en": "- #{issue_id} {title} {started}: sent {sent} / failed {failed} / skipped {skipped} / unsubscribed "
+        "within 48 h {unsubscribed}",
+    },
+    "desk_stats_no_chart_line": {
+        "ja": "(グラフ画像は省略しました: LINE の画像メッセージは https の URL からしか読み込めません。"
+        "OTAYORI_PUBLIC_URL を https:// にすると届きます。otayori stats --chart でも作れます)",
+        "en": "(No chart picture: LINE loads images only from https URLs; set an https OTAYORI_PUBLIC_URL, or use "
+        "otayori stats --chart.)",
+    },
+    "desk_chart_caption": {"ja": "チャネル別の登録数の推移", "en": "Sign-ups per channel"},
+    "reader_ack": {
+        "ja": "メッセージを受け取りました。{sender}にお届けしました。お返事はこのトークでお送りします。"
+        "(使えることばは「ヘルプ」でご案内します)",
+        "en": "Message received and passed on to {sender}; any answer will come in this chat. (Send 'help' for "
+        "the commands.)",
+    },
+    "reader_unnamed": {"ja": "(名前なし)", "en": "(no name)"},
+    "reader_notice": {
+        "ja": "💬 読者からのメッセージ(番号 {number})\n差出人: {name} さん({channel})\n────────\n{text}\n────────\n"
+        "このメッセージに返信すると、{channel}で {name} さんに届きます(「返信 {number} 本文」でも送れます)。",
+        "en": "💬 Message {number} from {name} ({channel}):\n{text}\nReply to this message to answer.",
+    },
+    "reader_answer": {"ja": "【{sender}からのお返事】\n{text}", "en": "[Answer from {sender}]\n{text}"},
+    "reader_answer_sent": {
+        "ja": "お返事を送りました(番号 {number} → {channel}の {name} さん)。",
+        "en": "Answer sent (message {number} -> {name} on {channel}).",
+    },
+    "reader_answer_failed": {
+        "ja": "お返事を送れませんでした(番号 {number}、{channel}): {reason}",
+        "en": "The answer could not be sent (message {number}, {channel}): {reason}",
+    },
+    "reader_message_not_found": {
+        "ja": "番号 {number} の読者メッセージはありません。",
+        "en": "There is no reader message {number}.",
+    },
+    "reader_answer_empty": {"ja": "お返事の本文が空です。", "en": "The answer is empty."},
+    "reader_unreachable": {
+        "ja": "番号 {number} の読者にはもう届きません(ボットがブロックされています)。",
+        "en": "Reader message {number}: the reader can no longer be reached (they blocked the bot).",
+    },
+})
+
+
+# ---- the landing page and the seminar poster (issue 6; bots.pages, bots.poster) --------------------------------------
+# The same facts as the chat terms (terms_text), labelled one per line for a page or a poster; the way to stop
+# covers every channel, because a page or a poster is read before the person has picked one.
+
+
+def terms_items(facts: TermsFacts, language: Language = "ja") -> list[tuple[str, str]]:
+    """The terms as ``(label, value)`` pairs for the landing page and the poster: sender, what is sent and how
+    often, purpose of use (APPI Art. 21), how to stop, the privacy policy URL. Same facts as :func:`terms_text`."""
+    labels = _TERMS_ITEM_LABELS[language]
+    return [
+        (labels["sender"], facts.sender_name),
+        (labels["description"], facts.newsletter_description),
+        (labels["purpose"], facts.purpose_of_use),
+        (labels["stop"], text("terms_stop_everywhere", language)),
+        (labels["privacy"], facts.privacy_url),
+    ]
+
+
+_TERMS_ITEM_LABELS: dict[Language, dict[str, str]] = {
+    "ja": {"sender": "配信者", "description": "配信内容", "purpose": "利用目的", "stop": "停止方法",
+           "privacy": "プライバシーポリシー"},
+    "en": {"sender": "Sender", "description": "What you will receive", "purpose": "Purpose of use",
+           "stop": "How to stop", "privacy": "Privacy policy"},
+}
+
+_TEXTS.update({
+    "terms_stop_everywhere": {
+        "ja": "LINE・Telegram ではトークで「解除」と送るだけ、メールでは毎号の配信停止リンクから、いつでもすぐに停止"
+        "できます。同意と停止の記録は保存されます。",
+        "en": "Send 'stop' (解除) in the LINE or Telegram chat, or use the unsubscribe link in any email: it stops at "
+        "once. Your consent and any withdrawal are recorded.",
+    },
+    "poster_heading": {"ja": "{sender} のニュースレター", "en": "Newsletter from {sender}"},
+    "poster_lead": {
+        "ja": "ご参加ありがとうございます。スマートフォンのカメラで QR コードを読み取ると、登録のご案内が開きます。"
+        "内容をご確認のうえ「同意」していただいたときに登録が完了します。",
+        "en": "Thank you for coming. Scan a QR code with your phone's camera: the terms open first, and you are "
+        "subscribed only when you agree.",
+    },
+    "poster_join": {"ja": "登録ページ(LINE・Telegram・メールから選べます)", "en": "Sign-up page (LINE, Telegram or email)"},
+    "poster_line_friend": {"ja": "LINE で友だち追加", "en": "Add us on LINE"},
+    "poster_line_message": {"ja": "LINE の友だちの方は「{text}」を送信", "en": "Already a LINE friend: send '{text}'"},
+    "poster_telegram": {"ja": "Telegram で登録", "en": "Subscribe on Telegram"},
+})

@@ -230,6 +230,25 @@ class Issue(SQLModel, table=True):
     scheduled_at: datetime | None = _ts(default=None, nullable=True)
     cancelled_at: datetime | None = _ts(default=None, nullable=True)
     test_of: int | None = Field(default=None, index=True)
+    # The issue's picture (an event flyer): a MediaImage's sha256, or None for a text-only issue.
+    image_sha256: str | None = Field(default=None, max_length=64)
+
+
+class MediaImage(SQLModel, table=True):
+    """A picture an issue carries, stored as files named by the SHA-256 of the original's bytes (core.media owns the
+    rules; storage.media_files writes the files). ``content_type``: ``image/jpeg`` or ``image/png`` (the original);
+    ``width``/``height`` in pixels and ``size`` in bytes of the original; ``preview_size``: bytes of the preview JPEG.
+    One row per distinct picture: issues (and their test copies) share it by ``Issue.image_sha256``."""
+
+    __tablename__ = "media_image"
+
+    sha256: str = Field(primary_key=True, max_length=64)
+    content_type: str = Field(max_length=32)
+    width: int
+    height: int
+    size: int
+    preview_size: int
+    created_at: datetime = _ts(default_factory=utcnow)
 
 
 class Delivery(SQLModel, table=True):
@@ -345,3 +364,47 @@ class AdminCompose(SQLModel, table=True):
     issue_id: int
     step: str = Field(max_length=32)
     updated_at: datetime = _ts(default_factory=utcnow)
+
+
+class ReaderMessage(SQLModel, table=True):
+    """A reader's message to the author (``direction`` ``in``) or the author's answer to one (``out``) — issue 5
+    item 6 (reader replies). ``endpoint_id``/``channel``: the reader's chat endpoint. ``text``: what was written
+    (personal data: erase it with the endpoint's address). ``platform_message_id``: the reader's message on its
+    platform (Telegram message id in their chat, LINE message id); ``quote_token``: LINE's token to quote it in the
+    answer. ``in_reply_to``: the ``in`` message an ``out`` answers; ``actor``: the admin who answered
+    (``channel:user_id``). ``status``: ``in`` messages ``received`` (stored) / ``forwarded`` (reached at least one
+    admin); answers ``pending`` / ``sent`` / ``failed`` (``reason`` says why)."""
+
+    __tablename__ = "reader_message"
+
+    id: int | None = Field(default=None, primary_key=True)
+    direction: str = Field(max_length=8)  # in | out
+    endpoint_id: int = Field(foreign_key="endpoint.id", index=True)
+    channel: str = Field(max_length=16)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    platform_message_id: str | None = Field(default=None, max_length=64)
+    quote_token: str | None = Field(default=None, max_length=500)
+    in_reply_to: int | None = Field(default=None, index=True)
+    actor: str | None = Field(default=None, max_length=100)
+    status: str = Field(max_length=16)
+    reason: str | None = Field(default=None, max_length=500)
+    created_at: datetime = _ts(default_factory=utcnow)
+    updated_at: datetime = _ts(default_factory=utcnow)
+
+
+class ReaderMessageNotice(SQLModel, table=True):
+    """Where a reader's message was forwarded: the admin's ``channel`` and ``chat`` (Telegram chat id, LINE user id)
+    and the platform's id of the forwarded message there. An admin's reply to (LINE: quote of) that message is the
+    answer to ``message_id``; the lookup is by all three, so a message id in another chat never matches."""
+
+    __tablename__ = "reader_message_notice"
+    __table_args__ = (
+        UniqueConstraint("channel", "chat", "platform_message_id", name="uq_reader_notice_platform_message"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: int = Field(foreign_key="reader_message.id", index=True)
+    channel: str = Field(max_length=16)
+    chat: str = Field(max_length=64)
+    platform_message_id: str = Field(max_length=64)
+    created_at: datetime = _ts(default_factory=utcnow)

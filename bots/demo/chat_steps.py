@@ -80,10 +80,11 @@ async def attend(stack: Stack, person: Attendee, replies: Replies) -> None:
 
 
 async def leave_or_ask(stack: Stack, person: Attendee, replies: Replies) -> None:
-    """After subscribing: ask how to withdraw (a sentence, so help, and they stay), withdraw by typing, or block the
-    account (Telegram block, LINE unfollow: no reply, so wait for the endpoint to become ``unreachable``)."""
+    """After subscribing: ask how to withdraw (a sentence from a subscriber: acknowledged and forwarded to the
+    author, who answers later; they stay), withdraw by typing, or block the account (Telegram block, LINE unfollow:
+    no reply, so wait for the endpoint to become ``unreachable``)."""
     if person.curious:
-        await say(stack, person, CURIOUS_QUESTION, "help", lambda t: t == replies.help)
+        await say(stack, person, CURIOUS_QUESTION, "the acknowledgement", lambda t: t == replies.acknowledged)
     if person.leaves == "withdraw":
         await say(stack, person, person.leave_text or "解除", "the withdrawal reply", lambda t: t == replies.withdrawn)
     elif person.leaves == "block":

@@ -14,9 +14,10 @@ from rich.console import Console
 from rich.text import Text
 
 from bots.demo.checks import verify
+from bots.demo.desk_checks import DEMO_ADMIN_ID, verify_desk
 from bots.demo.facts import expectation_for
 from bots.demo.rehearsal import Rehearsal, mail_identity, rehearse
-from bots.demo.report import actions_table, heading, print_checks, print_plain, print_report
+from bots.demo.report import actions_table, heading, print_checks, print_desk, print_plain, print_report
 from bots.demo.script import (
     CAMPAIGN_CODE,
     CAMPAIGN_LABEL,
@@ -98,7 +99,7 @@ def run_demo(
         plan = plan_rehearsal(attendees, seed)
         draft = parse_issue_markdown((issue_file or SAMPLE_ISSUE).read_text(encoding="utf-8"))
         fresh_directory(directory)
-        settings = sandbox_settings(directory)
+        settings = sandbox_settings(directory, telegram_admin_ids=[DEMO_ADMIN_ID])  # the author's Telegram id
         mail = mail_identity(settings)
     except (ValueError, OSError, IssueFileError, DemoDirectoryError, ConfigError) as exc:
         print_plain(out, f"error: {exc}")
@@ -134,7 +135,8 @@ def run_demo(
     if timing:
         print_plain(out, f"  所要時間 / steps: {timing}")
     ok = False
-    if rehearsal.failure is not None or rehearsal.readings is None or rehearsal.result is None:
+    if (rehearsal.failure is not None or rehearsal.readings is None or rehearsal.result is None
+            or rehearsal.desk is None):
         out.print(Text.assemble(Text("✗", style="bold red"),
                                 f" リハーサル失敗 / a step failed: {rehearsal.failure or 'nothing observed'}"),
                   soft_wrap=True)
@@ -146,7 +148,9 @@ def run_demo(
             print_plain(out, f"  {notice.channel}: stopped ({notice.reason}); {notice.deferred} deferred")
         out.print()
         print_report(out, rehearsal, mail)
+        print_desk(out, rehearsal.desk)
         checks = verify(expectation_for(plan, draft.title, mail), rehearsal.readings.observation)
+        checks += verify_desk(rehearsal.desk.expectation, rehearsal.desk.observation)
         print_checks(out, checks)
         ok = all(c.ok for c in checks)
 

@@ -7,7 +7,10 @@ Acts, each run concurrently in groups of at most :data:`GROUP_SIZE` attendees:
    (:mod:`bots.demo.email_steps`);
 3. **broadcast**: the author sends the issue with :func:`bots.broadcasting.broadcast_with` (chat and email);
 
-then :func:`bots.demo.observe.observe` reads what arrived.
+then :func:`bots.demo.observe.observe` reads what arrived, and
+
+4. **the author's desk** (:mod:`bots.demo.desk_steps`): from the author's Telegram chat, an answer to the question
+   an attendee asked, a topic-filtered issue and a scheduled one; read by its own observation.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from dataclasses import dataclass, field
 
 from bots.broadcasting import BroadcastResult, broadcast_with
 from bots.demo.chat_steps import attend, leave_or_ask
+from bots.demo.desk_checks import DEMO_ADMIN_ID
+from bots.demo.desk_steps import DeskReadings, author_desk
 from bots.demo.email_steps import add_email_in_chat, add_email_on_the_web
 from bots.demo.facts import MailIdentity
 from bots.demo.observe import Readings, observe
@@ -52,6 +57,7 @@ class Rehearsal:
     timings: dict[str, float] = field(default_factory=dict)
     result: BroadcastResult | None = None
     readings: Readings | None = None
+    desk: DeskReadings | None = None
     failure: str | None = None
 
 
@@ -66,6 +72,7 @@ async def rehearse(rehearsal: Rehearsal) -> None:
     async with running_stack(rehearsal.settings) as stack:
         await add_campaign(stack.runtime.db, CAMPAIGN_CODE, CAMPAIGN_LABEL, CAMPAIGN_DATE)
         replies = Replies.for_sender(stack.settings.sender_name or "")
+        stack.telegram.add_user(DEMO_ADMIN_ID, first_name="著者")  # the author, an admin: reader replies reach them
         for person in plan:  # registered in plan order, so ids never depend on timing
             family, _, given = person.name.partition(" ")
             if person.channel == "telegram":
@@ -94,6 +101,10 @@ async def rehearse(rehearsal: Rehearsal) -> None:
         rehearsal.result = result
         rehearsal.timings["broadcast"] = time.monotonic() - started
         rehearsal.readings = await observe(stack, rehearsal.draft.title, result, states_after_get)
+
+        started = time.monotonic()
+        rehearsal.desk = await author_desk(stack, plan)
+        rehearsal.timings["author's desk"] = time.monotonic() - started
 
 
 async def _add_email(stack: Stack, person: Attendee, states_after_get: dict[str, str | None]) -> None:

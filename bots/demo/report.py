@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from bots.demo.desk_checks import OTHER_TOPIC_LABEL, TOPIC_LABEL
+from bots.demo.desk_steps import DeskReadings
 from bots.demo.facts import Check, MailIdentity
 from bots.demo.mail_checks import sort_mail
 from bots.demo.rehearsal import Rehearsal
@@ -187,6 +189,18 @@ def _print_mail(console: Console, rehearsal: Rehearsal, mail: MailIdentity) -> N
                       str(sorted_mail.copies.get(plan.address, 0)), observation.email_states.get(plan.address, "—"))
     heading(console, "メール購読者 / email subscribers (double opt-in)")
     console.print(table)
+
+
+def print_desk(console: Console, desk: DeskReadings) -> None:
+    """The author's desk act: who chose which topic, then the author's Telegram chat as text (the screens)."""
+    heading(console, "著者の机 / the author's desk (the author's Telegram chat)")
+    for label, people in ((TOPIC_LABEL, desk.plan.events_fans), (OTHER_TOPIC_LABEL, desk.plan.it_fans)):
+        print_plain(console, f"  トピック「{label}」を選んだ / chose {label}: " + ", ".join(p.label for p in people))
+    for who, text in desk.transcript:
+        lines = text.splitlines() or [""]
+        print_plain(console, f"  {who:>4} │ {lines[0]}")
+        for line in lines[1:]:
+            print_plain(console, f"       │ {line}")
 
 
 def print_checks(console: Console, checks: list[Check]) -> None:

@@ -38,11 +38,14 @@ class Replies:
     help: str
     subscribed: str
     withdrawn: str
+    acknowledged: str = ""
+    """A subscriber's question, forwarded to the author (reader replies)."""
 
     @classmethod
     def for_sender(cls, sender: str) -> Replies:
         """The replies of a bot whose settings name ``sender``."""
-        return cls(texts.text("help"), texts.text("subscribed", sender=sender), texts.text("withdrawn"))
+        return cls(texts.text("help"), texts.text("subscribed", sender=sender), texts.text("withdrawn"),
+                   texts.text("reader_ack", sender=sender))
 
 
 def is_terms(text: str) -> bool:

@@ -97,6 +97,9 @@ class Delivered:
     request_id: str
     retry_key: str | None
     at: datetime
+    #: The ids LINE gave the messages (``sentMessages[].id``; reply and push only — multicast answers none). A user
+    #: who quotes one of them sends it back as ``quotedMessageId``.
+    message_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -220,6 +223,8 @@ class LineEmulator:
         self._groups: dict[str, set[str]] = {}
         self._reply_tokens: dict[str, _ReplyToken] = {}
         self._retry_keys: dict[str, _AcceptedKey] = {}
+        self._quote_tokens: set[str] = set()  # issued with users' messages and our sentMessages
+        self._contents: dict[str, tuple[bytes, str]] = {}  # message id -> (bytes, type) of what users sent
         self._quota_limit: int | None = None
         self._usage: dict[tuple[int, int], int] = {}
         self._buckets: dict[str, _LeakyBucket | None] = {"push": None, "multicast": None}
@@ -388,9 +393,13 @@ class LineEmulator:
         """Build (not send) an ``unfollow`` event; sending it marks the user as having blocked the account."""
         return ev.unfollow_event(user_id, self.now())
 
-    def text_event(self, user_id: str, text: str) -> dict[str, Any]:
-        """Build (not send) a one-to-one text ``message`` event."""
-        return ev.text_message_event(ev.user_source(user_id), text, self._next_message_id(), self.now())
+    def text_event(self, user_id: str, text: str, *, quoted_message_id: str | None = None) -> dict[str, Any]:
+        """Build (not send) a one-to-one text ``message`` event; ``quoted_message_id``: the user quoted (replied to)
+        that message, as LINE's "reply" in the app sends it."""
+        event = ev.text_message_event(ev.user_source(user_id), text, self._next_message_id(), self.now())
+        if quoted_message_id is not None:
+            event["message"]["quotedMessageId"] = quoted_message_id
+        return event
 
     def postback_event(self, user_id: str, data: str) -> dict[str, Any]:
         """Build (not send) a ``postback`` event."""
@@ -411,9 +420,19 @@ class LineEmulator:
         status, events = await self.send_events([self.unfollow_event(user_id)])
         return status, events[0]
 
-    async def send_text(self, user_id: str, text: str) -> tuple[int, dict[str, Any]]:
-        """The user sends ``text`` in the one-to-one chat. Returns ``(status, event)``."""
-        status, events = await self.send_events([self.text_event(user_id, text)])
+    async def send_text(self, user_id: str, text: str, *, quoted_message_id: str | None = None) -> tuple[int, dict[str, Any]]:
+        """The user sends ``text`` in the one-to-one chat (quoting message ``quoted_message_id``, e.g. an id from
+        :attr:`Delivered.message_ids`). Returns ``(status, event)``."""
+        status, events = await self.send_events([self.text_event(user_id, text, quoted_message_id=quoted_message_id)])
+        return status, events[0]
+
+    async def send_image(self, user_id: str, data: bytes, content_type: str = "image/jpeg") -> tuple[int, dict[str, Any]]:
+        """The user sends a picture in the one-to-one chat: an image ``message`` event whose bytes the bot fetches
+        from ``GET /v2/bot/message/{id}/content`` (the data API). Returns ``(status, event)``."""
+        message_id = self._next_message_id()
+        self._contents[message_id] = (data, content_type)
+        status, events = await self.send_events([ev.image_message_event(ev.user_source(user_id), message_id,
+                                                                        self.now())])
         return status, events[0]
 
     async def postback(self, user_id: str, data: str) -> tuple[int, dict[str, Any]]:
@@ -491,6 +510,9 @@ class LineEmulator:
                 user.friend, user.blocked = True, False
             elif event.get("type") == "unfollow":
                 user.friend, user.blocked = False, True
+        quote = (event.get("message") or {}).get("quoteToken")
+        if isinstance(quote, str):
+            self._quote_tokens.add(quote)
         token = event.get("replyToken")
         if isinstance(token, str) and token not in self._reply_tokens:
             target = group_id if isinstance(group_id, str) else user_id
@@ -517,6 +539,8 @@ class LineEmulator:
             Route("/v2/bot/message/quota/consumption", self._endpoint(self._consumption), methods=["GET"]),
             Route("/v2/bot/info", self._endpoint(self._bot_info), methods=["GET"]),
             Route("/v2/bot/profile/{user_id}", self._endpoint(self._profile), methods=["GET"]),
+            # The data API (api-data.line.me on LINE; the same host here): content of messages users sent.
+            Route("/v2/bot/message/{message_id}/content", self._endpoint(self._content), methods=["GET"]),
             Route("/v2/{rest:path}", self._endpoint(self._not_found),
                   methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
         ]
@@ -617,6 +641,10 @@ class LineEmulator:
                 details.append({"message": f"Size must be between 1 and {MAX_MULTICAST_RECIPIENTS}",
                                 "property": "to"})
         validate_messages(body.get("messages"), details)
+        for index, message in enumerate(body.get("messages") or []):
+            quote = message.get("quoteToken") if isinstance(message, dict) else None
+            if quote is not None and quote not in self._quote_tokens:
+                details.append({"message": "The quote token is invalid", "property": f"messages[{index}].quoteToken"})
         if details:
             return JSONResponse(body_errors(details), status_code=400)
         messages: list[dict[str, Any]] = body["messages"]
@@ -643,14 +671,15 @@ class LineEmulator:
         # Accepted: deliver, count, remember the token use and the retry key.
         if token is not None:
             token.used = True
-        for recipient in recipients:
-            self.delivered.append(Delivered(recipient, copy.deepcopy(messages), via, call.request_id, key, now))
-        if counted:
-            month = self._month()
-            self._usage[month] = self._usage.get(month, 0) + counted
         response_body: dict[str, Any] = {}
         if via != "multicast":
             response_body = {"sentMessages": [self._sent_message(m) for m in messages]}
+        ids = tuple(sent["id"] for sent in response_body.get("sentMessages", []))
+        for recipient in recipients:
+            self.delivered.append(Delivered(recipient, copy.deepcopy(messages), via, call.request_id, key, now, ids))
+        if counted:
+            month = self._month()
+            self._usage[month] = self._usage.get(month, 0) + counted
         if key is not None:
             self._retry_keys[key] = _AcceptedKey(now, call.request_id, response_body)
         return JSONResponse(response_body)
@@ -660,6 +689,7 @@ class LineEmulator:
         # Only messages that can be quoted get a quote token (reference: "sentMessages").
         if message.get("type") in ("text", "sticker"):
             sent["quoteToken"] = ev.new_quote_token()
+            self._quote_tokens.add(sent["quoteToken"])
         return sent
 
     async def _quota(self, request: Request, call: _Call) -> Response:
@@ -685,6 +715,12 @@ class LineEmulator:
             return _error(404, NOT_FOUND)
         return JSONResponse({"userId": user.user_id, "displayName": user.display_name, "language": "ja"})
 
+    async def _content(self, request: Request, call: _Call) -> Response:
+        found = self._contents.get(request.path_params["message_id"])
+        if found is None:
+            return _error(404, NOT_FOUND)
+        return Response(found[0], media_type=found[1])
+
     async def _not_found(self, request: Request, call: _Call) -> Response:
         return _error(404, NOT_FOUND)
 
@@ -696,7 +732,7 @@ class LineEmulator:
         - ``GET  /_emulator/state`` -> bot, webhook_url, quota ``{limit, used}``, users, groups, rate_limited
         - ``POST /_emulator/users`` ``{user_id?, display_name?, friend?}`` -> ``{user_id}``
         - ``POST /_emulator/follow`` ``{user_id, is_unblocked?}``, ``/unfollow`` ``{user_id}``,
-          ``/text`` ``{user_id, text}``, ``/postback`` ``{user_id, data}``, ``/group_text`` ``{group_id, user_id,
+          ``/text`` ``{user_id, text, quoted_message_id?}``, ``/postback`` ``{user_id, data}``, ``/group_text`` ``{group_id, user_id,
           text}``, ``/redeliver`` ``{event}`` -> ``{status, event}``; ``/events`` ``{events}`` -> ``{status, events}``
         - ``GET  /_emulator/delivered[?user_id=U...]`` -> ``{delivered: [...]}``; ``GET /_emulator/requests``
         - ``POST /_emulator/quota`` ``{limit, used?}``, ``/webhook_url`` ``{url}``, ``/rate_limit``
@@ -712,8 +748,8 @@ class LineEmulator:
                                                                                 bool(b.get("is_unblocked"))))),
                   methods=["POST"]),
             Route(f"{c}/unfollow", self._control(lambda b: self._one(self.unfollow(b["user_id"]))), methods=["POST"]),
-            Route(f"{c}/text", self._control(lambda b: self._one(self.send_text(b["user_id"], b["text"]))),
-                  methods=["POST"]),
+            Route(f"{c}/text", self._control(lambda b: self._one(self.send_text(
+                b["user_id"], b["text"], quoted_message_id=b.get("quoted_message_id")))), methods=["POST"]),
             Route(f"{c}/postback", self._control(lambda b: self._one(self.postback(b["user_id"], b["data"]))),
                   methods=["POST"]),
             Route(f"{c}/group_text", self._control(

@@ -17,6 +17,7 @@ status and ``property``, never on the detail text.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 MAX_MESSAGES_PER_REQUEST = 5
 MAX_MULTICAST_RECIPIENTS = 500
@@ -26,6 +27,7 @@ MAX_ACTION_LABEL_UNITS = 20
 MAX_POSTBACK_DATA_UNITS = 300
 MAX_ACTION_TEXT_UNITS = 300
 MAX_URI_UNITS = 1000
+MAX_MEDIA_URL_UNITS = 2000
 MAX_ALT_TEXT_UNITS = 400
 MAX_CONFIRM_TEXT_UNITS = 240
 MAX_BUTTONS_TEXT_UNITS = 160
@@ -67,6 +69,18 @@ def _check_text(value: Any, prop: str, max_units: int, details: list[Detail], *,
         return
     if utf16_len(value) > max_units:
         details.append({"message": f"Length must be between 0 and {max_units}", "property": prop})
+
+
+def _check_https_url(value: Any, prop: str, details: list[Detail]) -> None:
+    """A media URL LINE fetches itself ("Image message": HTTPS, at most 2,000 characters): a detail when it is
+    missing, too long, or not an absolute ``https://`` URL (LINE answers "invalid uri scheme" for ``http://``)."""
+    before = len(details)
+    _check_text(value, prop, MAX_MEDIA_URL_UNITS, details)
+    if len(details) > before:
+        return
+    parts = urlsplit(value)
+    if parts.scheme.lower() != "https" or not parts.netloc:
+        details.append({"message": "invalid uri scheme", "property": prop})
 
 
 def _check_size(value: Any, prop: str, low: int, high: int, details: list[Detail]) -> bool:
@@ -162,9 +176,9 @@ def validate_message(message: Any, prop: str, details: list[Detail]) -> None:
             _check_text(message.get(key), f"{prop}.{key}", 100, details)
     elif kind in ("image", "video"):
         for key in ("originalContentUrl", "previewImageUrl"):
-            _check_text(message.get(key), f"{prop}.{key}", 2000, details)
+            _check_https_url(message.get(key), f"{prop}.{key}", details)
     elif kind == "audio":
-        _check_text(message.get("originalContentUrl"), f"{prop}.originalContentUrl", 2000, details)
+        _check_https_url(message.get("originalContentUrl"), f"{prop}.originalContentUrl", details)
     elif kind == "template":
         _check_text(message.get("altText"), f"{prop}.altText", MAX_ALT_TEXT_UNITS, details)
         _validate_template(message.get("template"), f"{prop}.template", details)

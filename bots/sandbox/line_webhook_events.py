@@ -118,3 +118,13 @@ def postback_event(user_id: str, data: str, at: datetime) -> dict[str, Any]:
     event["replyToken"] = new_reply_token()
     event["postback"] = {"data": data}
     return event
+
+
+def image_message_event(source: dict[str, Any], message_id: str, at: datetime) -> dict[str, Any]:
+    """A ``message`` event carrying an image the user sent (its bytes are fetched from the data API's
+    ``/v2/bot/message/{id}/content``; ``contentProvider.type`` ``line``)."""
+    event = _common("message", source, at)
+    event["replyToken"] = new_reply_token()
+    event["message"] = {"type": "image", "id": message_id, "quoteToken": new_quote_token(),
+                        "contentProvider": {"type": "line"}}
+    return event

@@ -1,8 +1,9 @@
 """A whole otayori stack on loopback: the Telegram and LINE emulators, our web app and bots, one SQLite file.
 
 Used by the demo and the integration tests, so both exercise exactly what ``otayori run`` wires: the real
-python-telegram-bot Application polling the Telegram emulator, the real line-bot-sdk client calling the LINE
-emulator, and the LINE emulator posting signed webhooks to our Starlette app.
+python-telegram-bot Application polling the Telegram emulator (or, with ``telegram_mode="webhook"``, the emulator
+posting updates to our ``/webhooks/telegram``), the real line-bot-sdk client calling the LINE emulator, and the LINE
+emulator posting signed webhooks to our Starlette app.
 """
 
 from __future__ import annotations
@@ -68,12 +69,14 @@ def sandbox_settings(directory: Path, **overrides: Any) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def running_stack(settings: Settings) -> AsyncIterator[Stack]:
+async def running_stack(settings: Settings, *, first_update_id: int = 100_000_001) -> AsyncIterator[Stack]:
     """Start the emulators, point ``settings`` at them, upgrade the database, and run our app and bots.
 
-    Everything listens on 127.0.0.1 only and is stopped on exit.
+    Everything listens on 127.0.0.1 only and is stopped on exit. ``first_update_id``: where the Telegram emulator's
+    update ids start — a "restarted" stack on the same database continues above the old ones, as Telegram's do
+    (the bot deduplicates on ``update_id``).
     """
-    telegram = TelegramEmulator(settings.telegram_bot_token or "")
+    telegram = TelegramEmulator(settings.telegram_bot_token or "", first_update_id=first_update_id)
     line = LineEmulator(settings.line_channel_access_token or "", settings.line_channel_secret or "")
     smtp = SmtpSink()
     await telegram.start()
@@ -88,7 +91,10 @@ async def running_stack(settings: Settings) -> AsyncIterator[Stack]:
             "line_api_url": line.url,
             "line_data_api_url": line.url,
             "smtp_port": smtp_port if settings.smtp_host else None,
-            "public_url": f"http://127.0.0.1:{web_port}",
+            # An https:// public URL given by the caller is kept, as behind a TLS proxy (LINE image messages need
+            # one; nothing fetches it here): links then name it, and tests reach the app at ``web_url``.
+            "public_url": (settings.public_url if settings.public_url.startswith("https://")
+                           else f"http://127.0.0.1:{web_port}"),
         })
         upgrade(settings.database_url)
         async with open_runtime(settings, telegram_updates=True) as runtime:
@@ -96,7 +102,8 @@ async def running_stack(settings: Settings) -> AsyncIterator[Stack]:
             web_url = await web.start()
             line.webhook_url = f"{web_url}/webhooks/line"
             try:
-                async with running_telegram(runtime):
+                # Webhook mode: the emulator posts to our app itself, also when the public URL is an https:// one.
+                async with running_telegram(runtime, webhook_url=f"{web_url}/webhooks/telegram"):
                     yield Stack(settings, runtime, telegram, line, web_url, smtp)
             finally:
                 await web.stop()

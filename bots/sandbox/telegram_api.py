@@ -15,9 +15,10 @@ method not supported by emulator``.
 
 Implemented methods: getMe, getUpdates, setWebhook, deleteWebhook, getWebhookInfo, setMyCommands, getMyCommands,
 deleteMyCommands, sendMessage, sendPhoto, editMessageText, editMessageReplyMarkup, deleteMessage,
-answerCallbackQuery, sendChatAction, close, logOut. Text rules and error wording follow the real server (tdlib).
+answerCallbackQuery, getFile (with downloads under ``/file/bot<token>/``), sendChatAction, close, logOut. Text rules and error wording follow the real server (tdlib).
 Companion modules: ``telegram_markup`` (HTML/MarkdownV2 parsing), ``telegram_wire`` (method names, parameters, error
-answers), ``telegram_records`` (the dataclasses below), ``telegram_flood`` (429s), ``telegram_control`` (/_emulator/).
+answers), ``telegram_records`` (the dataclasses below), ``telegram_flood`` (429s), ``telegram_control`` (/_emulator/),
+``telegram_photos`` (sendPhoto's checks of an upload, PhotoSize answers, sending again by ``file_id``).
 
 Simulated users are driven in-process (``add_user``, ``send_text``, ``press_button``, ``block``...; plain methods that
 enqueue updates and return the ``update_id``) or from another process over the JSON control surface under
@@ -25,9 +26,11 @@ enqueue updates and return the ``update_id``) or from another process over the J
 ``migrate_chat``.
 
 Simplifications (documented so nobody relies on them): one webhook request at a time, in update order, up to
-``webhook_max_attempts`` tries per update; no replies-in-webhook-response; no file downloads; no auto-detected
-URL/mention entities (only ``bot_command`` in users' text); message ids count per chat from 1; callback queries never
-expire; ``logOut`` makes every later request 401 until ``start()`` runs again.
+``webhook_max_attempts`` tries per update (``lose_webhook_answers`` makes a 2xx count as a failure, to test
+deduplication of retries); no replies-in-webhook-response; only photos can be downloaded (every size
+as sent); no auto-detected URL/mention entities (only ``bot_command`` in users' text); a photo URL is recorded, never
+fetched; message ids count per chat from 1; callback queries never expire; ``logOut`` makes every later request 401
+until ``start()`` runs again.
 
 Run standalone: ``python -m bots.sandbox.telegram_api --token 123456:TEST --port 8081`` (127.0.0.1 only).
 """
@@ -37,7 +40,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import re
@@ -64,6 +66,7 @@ from bots.sandbox.telegram_markup import (
     parse_text,
     strip_outer_whitespace,
 )
+from bots.sandbox.telegram_photos import PhotoStore
 from bots.sandbox.telegram_records import (
     AnsweredCallback,
     ApiCall,
@@ -121,6 +124,8 @@ _UPDATE_TYPES = frozenset(
      "purchased_paid_media", "poll", "poll_answer", "my_chat_member", "chat_member", "chat_join_request",
      "chat_boost", "removed_chat_boost"}
 )
+#: Bot API MessageOrigin types (https://core.telegram.org/bots/api#messageorigin).
+_ORIGIN_TYPES = frozenset({"user", "hidden_user", "chat", "channel"})
 _RATE_LIMITED_METHODS = frozenset({"sendMessage", "sendPhoto", "editMessageText", "editMessageReplyMarkup"})
 _NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup are exactly the same as a "
@@ -204,7 +209,10 @@ class TelegramEmulator:
         self._webhook: dict[str, Any] | None = None
         self._webhook_task: asyncio.Task | None = None
         self._webhook_attempts: dict[int, int] = {}
+        self._lost_webhook_answers = 0  # lose_webhook_answers(): 2xx answers to treat as never received
         self._flood = FloodControl()
+        self._photos = PhotoStore()  # uploads by file_id, for sendPhoto with a file_id
+        self._files: dict[str, bytes] = {}  # getFile's file_path -> the bytes to download
         self._failures: list[_InjectedFailure] = []
         self._held_answers: dict[str, float] = {}  # method -> seconds the answer waits after the call is processed
         self._logged_out = False
@@ -227,6 +235,7 @@ class TelegramEmulator:
             "editMessageReplyMarkup": self._edit_message_reply_markup,
             "deleteMessage": self._delete_message,
             "answerCallbackQuery": self._answer_callback_query,
+            "getFile": self._get_file,
             "sendChatAction": self._send_chat_action,
             "close": self._close,
             "logOut": self._log_out,
@@ -283,7 +292,7 @@ class TelegramEmulator:
 
     @property
     def file_url(self) -> str:
-        """PTB ``base_file_url``: ``<url>/file/bot`` (file downloads are not emulated)."""
+        """PTB ``base_file_url``: ``<url>/file/bot`` (photos found with ``getFile`` download from there)."""
         return f"{self.url}/file/bot"
 
     @property
@@ -364,21 +373,78 @@ class TelegramEmulator:
             group = self._groups[chat_id] = SimChat(chat_id, title, chat_type)
         return group
 
-    def send_text(self, user_id: int, text: str, *, reply_to_message_id: int | None = None) -> int | None:
+    def send_text(
+        self, user_id: int, text: str, *, reply_to_message_id: int | None = None, parse_mode: str | None = None,
+        forward_origin: dict | None = None,
+    ) -> int | None:
         """The user writes ``text`` to the bot in their private chat; returns the ``update_id``.
 
         A leading (or any) ``/command`` gets a ``bot_command`` entity, so ``/start seminar1`` reaches PTB's
-        CommandHandler with ``args == ["seminar1"]``. A user who blocked the bot unblocks it first (the client's
-        "Restart" does that), which enqueues a ``my_chat_member`` update before the message. Returns None when
-        ``allowed_updates`` excludes messages. Raises ValueError for empty/too long text or a deactivated user,
-        KeyError for an unknown user.
+        CommandHandler with ``args == ["seminar1"]``. ``parse_mode`` (``HTML``, ``MarkdownV2``): the user formatted
+        the text in their client (bold, italic, links): the update carries the plain text and its formatting
+        entities, exactly as a client sends them (UTF-16 offsets). ``forward_origin``: the message was forwarded from
+        elsewhere — a Bot API MessageOrigin (``{"type": "user", "sender_user": {...}}``, ``hidden_user`` with
+        ``sender_user_name``, ``chat`` with ``sender_chat``, or ``channel`` with ``chat`` and ``message_id``;
+        ``date`` is filled in). A user who blocked the bot unblocks it first (the client's "Restart" does that),
+        which enqueues a ``my_chat_member`` update before the message. Returns None when ``allowed_updates``
+        excludes messages. Raises ValueError for empty/too long text, bad markup, an unknown origin type or a
+        deactivated user, KeyError for an unknown user.
         """
         user = self.user(user_id)
+        formatting: list[dict] = []
+        if parse_mode:
+            try:
+                text, formatting = parse_text(text, parse_mode)
+            except EntityParseError as exc:
+                raise ValueError(f"bad {parse_mode} markup: {exc}") from None
         self._check_user_text(user, text)
+        if forward_origin is not None and forward_origin.get("type") not in _ORIGIN_TYPES:
+            raise ValueError(f"forward_origin type must be one of {sorted(_ORIGIN_TYPES)}")
         if user.blocked:
             self.unblock(user_id)
         user.started = True
-        message = self._user_message(user, user.chat_api(), text, reply_to_message_id)
+        message = self._user_message(user, user.chat_api(), text, reply_to_message_id, formatting)
+        if forward_origin is not None:
+            message["forward_origin"] = {"date": int(time.time()), **forward_origin}
+        return self._enqueue("message", message)
+
+    def send_photo(self, user_id: int, data: bytes, *, caption: str | None = None,
+                   parse_mode: str | None = None) -> int | None:
+        """The user sends a photo (JPEG or PNG ``data``) to the bot in their private chat, with an optional
+        ``caption`` (formatted with ``parse_mode`` like :meth:`send_text`); returns the ``update_id``.
+
+        The update's ``photo`` is Telegram's PhotoSize list (a thumbnail and the photo), each with a ``file_id`` the
+        bot can pass to ``getFile`` and then download from ``<file_url><token>/<file_path>`` (both sizes download the
+        photo as sent: the emulator does not scale pictures). Raises ValueError for a picture Telegram would refuse,
+        a caption over 1,024 characters or bad markup, KeyError for an unknown user.
+        """
+        user = self.user(user_id)
+        upload = UploadedFile("photo.jpg", "image/jpeg", data)
+        try:
+            self._photos.accept_upload(upload)
+        except ApiError as exc:
+            raise ValueError(f"Telegram would refuse this photo: {exc.description}") from None
+        text, entities = "", []
+        if caption:
+            try:
+                text, entities = parse_text(caption, parse_mode)
+            except EntityParseError as exc:
+                raise ValueError(f"bad {parse_mode} markup: {exc}") from None
+            if len(text) > CAPTION_MAX_CHARACTERS:
+                raise ValueError("Telegram clients refuse captions longer than 1024 characters")
+        if user.deactivated:
+            raise ValueError(f"user {user.id} is deactivated")
+        if user.blocked:
+            self.unblock(user_id)
+        user.started = True
+        chat = user.chat_api()
+        message: dict[str, Any] = {"message_id": self._take_message_id(chat["id"]), "from": user.to_api(),
+                                   "chat": chat, "date": int(time.time()), "photo": self._photos.sizes(upload)}
+        if text:
+            message["caption"] = text
+            if entities:
+                message["caption_entities"] = entities
+        self._messages[(chat["id"], message["message_id"])] = message
         return self._enqueue("message", message)
 
     def send_group_text(
@@ -538,6 +604,15 @@ class TelegramEmulator:
             raise ValueError(f"unknown Bot API method {method!r} or negative seconds {seconds}")
         self._held_answers[BOT_API_METHODS[key]] = seconds
 
+    def lose_webhook_answers(self, count: int = 1) -> None:
+        """Treat the next ``count`` webhook answers as lost even when they are 2xx (as when Telegram's request times
+        out after the bot stored the update): the update stays pending and is delivered again, as Telegram retries.
+        Recorded in ``webhook_deliveries`` with the real status and ``error`` "answer lost". Raises ``ValueError``
+        for a count below 1."""
+        if count < 1:
+            raise ValueError("count must be at least 1")
+        self._lost_webhook_answers += count
+
     # -- reading records -----------------------------------------------------------------------------------------
 
     def messages_to(self, chat_id: int) -> list[SentMessage]:
@@ -647,7 +722,8 @@ class TelegramEmulator:
         command = text[: commands[0]["length"]]
         return "@" not in command or command.lower().endswith(mention)
 
-    def _user_message(self, user: SimUser, chat: dict, text: str, reply_to_message_id: int | None) -> dict:
+    def _user_message(self, user: SimUser, chat: dict, text: str, reply_to_message_id: int | None,
+                      formatting: list[dict] | None = None) -> dict:
         message: dict[str, Any] = {
             "message_id": self._take_message_id(chat["id"]),
             "from": user.to_api(),
@@ -655,7 +731,7 @@ class TelegramEmulator:
             "date": int(time.time()),
             "text": text,
         }
-        entities = bot_command_entities(text)
+        entities = sorted([*(formatting or []), *bot_command_entities(text)], key=lambda e: (e["offset"], -e["length"]))
         if entities:
             message["entities"] = entities
         if reply_to_message_id is not None:
@@ -811,6 +887,7 @@ class TelegramEmulator:
         return Starlette(
             routes=[
                 Route("/bot{token}/{method}", self._handle_api, methods=["GET", "POST"]),
+                Route("/file/bot{token}/{path:path}", self._handle_file, methods=["GET"]),
                 Mount("/_emulator", routes=control_routes(self)),
             ]
         )
@@ -1010,10 +1087,13 @@ class TelegramEmulator:
                 except httpx.HTTPError as exc:
                     error = f"{type(exc).__name__}: {exc}"
                 update_id = update["update_id"]
+                if status is not None and 200 <= status <= 299 and self._lost_webhook_answers:
+                    self._lost_webhook_answers -= 1
+                    error = "answer lost"
                 self.webhook_deliveries.append(
                     WebhookDelivery(update_id, webhook["url"], status, error, time.monotonic())
                 )
-                if status is not None and 200 <= status <= 299:
+                if status is not None and 200 <= status <= 299 and error is None:
                     self._webhook_attempts.pop(update_id, None)
                     self._drop_pending(update_id)
                     continue
@@ -1079,7 +1159,7 @@ class TelegramEmulator:
             if record.entities:
                 message["entities"] = record.entities
         if record.photo is not None:
-            message["photo"] = self._photo_sizes(record.photo)
+            message["photo"] = self._photos.sizes(record.photo)
             if record.caption:
                 message["caption"] = record.caption
                 if record.entities:
@@ -1091,17 +1171,6 @@ class TelegramEmulator:
         if record.link_preview_disabled:
             message["link_preview_options"] = {"is_disabled": True}
         return message
-
-    @staticmethod
-    def _photo_sizes(photo: UploadedFile | str) -> list[dict]:
-        data = photo.data if isinstance(photo, UploadedFile) else photo.encode()
-        digest = hashlib.sha256(data).hexdigest()
-        return [
-            {"file_id": f"AgAC{digest[:40]}-s", "file_unique_id": f"AQAD{digest[:12]}s", "width": 90, "height": 90,
-             "file_size": min(len(data), 1_000)},
-            {"file_id": f"AgAC{digest[:40]}-m", "file_unique_id": f"AQAD{digest[:12]}m", "width": 800, "height": 800,
-             "file_size": len(data)},
-        ]
 
     def _record(self, chat_id: int, record: SentMessage) -> dict:
         message = self._bot_message(chat_id, record)
@@ -1149,12 +1218,11 @@ class TelegramEmulator:
     async def _send_photo(self, params: dict) -> dict:
         photo = params.get("photo")
         if isinstance(photo, UploadedFile):
-            if not photo.data:
-                raise ApiError(400, "Bad Request: file must be non-empty")
+            self._photos.accept_upload(photo)  # an image within sendPhoto's size rules, or 400 like Telegram
         elif not to_str(photo):
             raise ApiError(400, "Bad Request: there is no photo in the request")
         else:
-            photo = to_str(photo)
+            photo = self._photos.resolve(to_str(photo))  # a file_id of an earlier upload, or a URL
         raw_caption = to_str(params.get("caption"))
         parse_mode = to_str(params.get("parse_mode")) or None
         caption, entities = self._formatted(raw_caption, parse_mode, caption=True)
@@ -1268,6 +1336,30 @@ class TelegramEmulator:
         )
         self._notify()
         return True
+
+    async def _get_file(self, params: dict) -> dict:
+        """``getFile``: a File for a photo's ``file_id`` (uploads by the bot, or users' photos), downloadable under
+        ``/file/bot<token>/<file_path>`` (Telegram keeps the link at least an hour; the emulator, as long as it
+        runs)."""
+        file_id = to_str(params.get("file_id")) or ""
+        try:
+            found = self._photos.resolve(file_id)
+        except ApiError:
+            found = None
+        if not isinstance(found, UploadedFile):
+            raise ApiError(400, "Bad Request: invalid file_id")
+        path = f"photos/file_{len(self._files)}.jpg"
+        self._files[path] = found.data
+        return {"file_id": file_id, "file_unique_id": file_id[-16:], "file_size": len(found.data), "file_path": path}
+
+    async def _handle_file(self, request: Request) -> Response:
+        """A file download (PTB ``File.download_*``): 401 for a wrong token, 404 for an unknown path."""
+        if request.path_params["token"] != self.token:
+            return json_response(401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
+        data = self._files.get(request.path_params["path"])
+        if data is None:
+            return json_response(404, {"ok": False, "error_code": 404, "description": "Not Found"})
+        return Response(data, media_type="application/octet-stream")
 
     async def _send_chat_action(self, params: dict) -> bool:
         self._target_chat(params)

@@ -8,7 +8,7 @@ ever served on loopback. Every answer is JSON; a bad request is 400 ``{"error": 
 | ``GET /_emulator/`` | | state summary (bot, webhook, counts) |
 | ``GET /_emulator/users`` | | ``{"users": [SimUser...]}`` |
 | ``POST /_emulator/users`` | ``{"user_id"?, "first_name"?, "last_name"?, "username"?, "language_code"?, "started"?}`` | the SimUser |
-| ``POST /_emulator/users/{id}/messages`` | ``{"text", "reply_to_message_id"?}`` | ``{"update_id"}`` |
+| ``POST /_emulator/users/{id}/messages`` | ``{"text", "reply_to_message_id"?, "parse_mode"?, "forward_origin"?}`` | ``{"update_id"}`` |
 | ``POST /_emulator/users/{id}/button`` | ``{"message_id", "callback_data", "chat_id"?}`` | ``{"update_id"}`` |
 | ``POST /_emulator/users/{id}/block`` / ``unblock`` / ``deactivate`` | | ``{"update_id"}`` (null: no change) |
 | ``POST /_emulator/groups/{chat_id}/messages`` | ``{"user_id", "text"}`` | ``{"update_id"}`` (null: privacy mode) |
@@ -130,10 +130,15 @@ def control_routes(emulator: TelegramEmulator) -> list[Route]:
     async def user_text(request: Request) -> object:
         body = await _body(request)
         reply_to = body.get("reply_to_message_id")
+        origin = body.get("forward_origin")
+        if origin is not None and not isinstance(origin, dict):
+            raise _BadControlRequest(400, "forward_origin must be a JSON object")
         update_id = emulator.send_text(
             user_id(request),
             str(_required(body, "text")),
             reply_to_message_id=None if reply_to is None else _int_param(reply_to, "reply_to_message_id"),
+            parse_mode=body.get("parse_mode"),
+            forward_origin=origin,
         )
         return {"update_id": update_id}
 

@@ -149,6 +149,13 @@ RUN_CASES = {
     "no sender": ({"telegram_bot_token": "123:ABC", "secret_key": TEST_SECRET}, ("OTAYORI_SENDER_NAME",)),
     "bad port": ({"telegram_bot_token": "123:ABC", "secret_key": TEST_SECRET, "sender_name": "山田IT事務所",
                   "http_port": "八千"}, ("OTAYORI_HTTP_PORT",)),
+    # Webhooks need https (LINE is always one); the rehearsal's loopback exemption does not cover real platforms.
+    "LINE over http": ({"line_channel_secret": "0123456789abcdef", "line_channel_access_token": "tok",
+                        "secret_key": TEST_SECRET, "sender_name": "山田IT事務所",
+                        "public_url": "http://news.example.jp"}, ("OTAYORI_PUBLIC_URL",)),
+    "Telegram webhook over http": ({"telegram_bot_token": "123:ABC", "telegram_mode": "webhook",
+                                    "telegram_webhook_secret": "s3cret_token", "secret_key": TEST_SECRET,
+                                    "sender_name": "山田IT事務所"}, ("OTAYORI_PUBLIC_URL",)),
 }
 
 

@@ -60,7 +60,14 @@ def test_demo_rehearses_a_seminar_and_every_check_agrees(tmp_path, capsys):
             in out)
     assert "audit OK: 15 ledger events, 9 attempted deliveries checked: OK" in out
     assert "15 lines, 15 events" in out
-    assert "✗" not in out and out.count("✓") == 19
+    # The author's desk, from the author's Telegram chat: a topic-filtered issue, a scheduled one, a reader's answer.
+    assert "the topic issue reached exactly those who want the topic, once each: 7/7 (telegram 3, line 2, email 2); " \
+           "0 to the 2 who chose only IT関連情報" in out
+    assert "the scheduled issue started after its time and reached every subscriber once: scheduled " in out
+    assert "; 9/9" in out
+    assert "the answer reached the reader: 1/1 forwarded; answer to " in out and ": 1, elsewhere: 0" in out
+    assert "著者 │ 予約 +2s" in out and "配信完了" in out
+    assert "✗" not in out and out.count("✓") == 22
     assert "telegram: code 全角" in out and "web: GET→POST" in out and "never" in out
     assert "すべて一致 / all checks agree" in out
     assert f"OTAYORI_DATABASE_URL=sqlite+aiosqlite:///{directory}/otayori.sqlite3 otayori consents export" in out
@@ -339,3 +346,43 @@ def test_the_demo_never_wipes_a_directory_it_did_not_make(tmp_path, capsys):
     assert run_demo(precious, attendees=4) == 2
     assert (precious / "thesis.md").read_text() == "大事な原稿"
     assert "error:" in capsys.readouterr().out
+
+
+# ---- the author's desk checks, fed faithful and tampered observations ----------------------------------------------
+
+def test_the_desk_checks_catch_each_kind_of_disagreement():
+    from datetime import UTC, datetime, timedelta
+
+    from bots.demo.desk_checks import (
+        SCHEDULED_TITLE,
+        TOPIC_TITLE,
+        DeskObservation,
+        desk_expectation,
+        plan_desk,
+        verify_desk,
+    )
+
+    plan = plan_rehearsal(10)
+    desk = plan_desk(plan)
+    expected = desk_expectation(plan, desk)
+    at = datetime(2026, 12, 1, 0, 0, tzinfo=UTC)
+
+    def observed(**changes) -> DeskObservation:
+        faithful = DeskObservation(
+            topic_copies={c: dict.fromkeys(v, 1) for c, v in expected.topic_recipients.items()},
+            scheduled_copies={c: dict.fromkeys(v, 1) for c, v in expected.all_recipients.items()},
+            scheduled_at=at, started_at=at + timedelta(seconds=1),
+            final_reports={TOPIC_TITLE: 1, SCHEDULED_TITLE: 1}, notices=1, answers={expected.answered: 1})
+        return replace(faithful, **changes)
+
+    assert [c.ok for c in verify_desk(expected, observed())] == [True, True, True]
+    it_fan = desk.it_fans[0]
+    leaked = {c: dict(v) for c, v in observed().topic_copies.items()}
+    leaked[it_fan.channel][it_fan.address] = 1
+    assert [c.ok for c in verify_desk(expected, observed(topic_copies=leaked))] == [False, True, True]
+    early = observed(started_at=at - timedelta(seconds=1))
+    assert [c.ok for c in verify_desk(expected, early)] == [True, False, True]
+    twice = {c: {a: 2 for a in v} for c, v in observed().scheduled_copies.items()}
+    assert not verify_desk(expected, observed(scheduled_copies=twice))[1].ok
+    assert not verify_desk(expected, observed(answers={}))[2].ok
+    assert not verify_desk(expected, observed(notices=0))[2].ok

@@ -27,6 +27,7 @@ from linebot.v3.messaging import (
     ConfirmTemplate,
     Configuration,
     ErrorResponse,
+    ImageMessage,
     MessageAction,
     MulticastRequest,
     PostbackAction,
@@ -195,6 +196,25 @@ async def test_multicast_of_501_recipients_is_refused(emulator, api):
     assert error.message == "The request body has 1 error(s)"
     assert [(d.var_property, d.message) for d in error.details] == [("to", "Size must be between 1 and 500")]
     assert emulator.delivered == [] and emulator.quota_used == 0
+
+
+async def test_image_messages_need_https_urls_of_at_most_2000_characters(emulator, api):
+    user_id = await emulator.add_user(friend=True)
+    base = "https://news.example.jp/media/" + "a" * 64
+    bad = ImageMessage(originalContentUrl="http://127.0.0.1:8000/media/x.jpg",
+                       previewImageUrl=base + "-preview.jpg" + "?" + "x" * 2000)
+    with pytest.raises(ApiException) as exc:
+        await api.multicast(MulticastRequest(to=[user_id], messages=[bad, TextMessage(text="チラシです")]))
+    assert exc.value.status == 400
+    assert [(d.var_property, d.message) for d in error_of(exc).details] == [
+        ("messages[0].originalContentUrl", "invalid uri scheme"),
+        ("messages[0].previewImageUrl", "Length must be between 0 and 2000"),
+    ]
+    assert emulator.delivered == []
+    good = ImageMessage(originalContentUrl=base + ".jpg", previewImageUrl=base + "-preview.jpg")
+    await api.multicast(MulticastRequest(to=[user_id], messages=[good, TextMessage(text="チラシです")]))
+    assert [m["type"] for m in emulator.messages_to(user_id)] == ["image", "text"]
+    assert emulator.messages_to(user_id)[0]["previewImageUrl"] == base + "-preview.jpg"
 
 
 async def test_multicast_retry_key_is_accepted_once(emulator, api):

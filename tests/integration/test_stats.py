@@ -19,6 +19,7 @@ hours away from a window's edge so that the few seconds between the two readings
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -125,6 +126,10 @@ EXPECTED_MOVEMENT = {
 }
 EXPECTED_CAMPAIGNS = {(None, "telegram"): 2, ("seminar-2026-12", "telegram"): 2, ("seminar-2026-12", "line"): 1,
                       (None, "line"): 1, (None, "email"): 1}
+# Each withdrawal counts for the campaign of that endpoint's sign-up: T1 (none), L1 and T3 (the seminar), T2's email
+# (confirmed without a campaign).
+EXPECTED_WITHDRAWALS = {(None, "telegram"): 1, ("seminar-2026-12", "line"): 1, ("seminar-2026-12", "telegram"): 1,
+                        (None, "email"): 1}
 
 
 async def test_stats_numbers_on_a_known_data_set(db, settings, tmp_path: Path):
@@ -140,6 +145,7 @@ async def test_stats_numbers_on_a_known_data_set(db, settings, tmp_path: Path):
     assert stats.subscribers == 3 and stats.subscribers_by_topic == {"it": 2, "events": 2}
     assert {m.days: (m.new, m.withdrawn) for m in stats.movement} == EXPECTED_MOVEMENT
     assert stats.signups_by_campaign == EXPECTED_CAMPAIGNS
+    assert stats.withdrawals_by_campaign == EXPECTED_WITHDRAWALS
     assert [(r.issue_id, r.topic, r.status, r.counts, r.unsubscribes_48h) for r in stats.issues] == [
         (issue_b, "it", "sent", {"sent": 3, "skipped": 1}, 1),
         (issue_a, None, "sent", {"sent": 2, "failed": 1}, 1),
@@ -185,6 +191,8 @@ async def test_otayori_stats_in_a_separate_process(db, settings, tmp_path: Path)
         f"{days}d": numbers for days, numbers in EXPECTED_MOVEMENT.items()}
     assert {(row["campaign"], row["channel"]): row["signups"] for row in report["signups_by_campaign"]} == \
         EXPECTED_CAMPAIGNS
+    assert {(row["campaign"], row["channel"]): row["withdrawals"] for row in report["withdrawals_by_campaign"]} == \
+        EXPECTED_WITHDRAWALS
     assert [(i["id"], i["counts"], i["unsubscribes_48h"]) for i in report["issues"]] == [
         (issue_b, {"sent": 3, "skipped": 1}, 1), (issue_a, {"sent": 2, "failed": 1}, 1)]
     chart = tmp_path / "out" / "chart.png"
@@ -197,4 +205,7 @@ async def test_otayori_stats_in_a_separate_process(db, settings, tmp_path: Path)
                      "11月号", "new 7d", "withdrawn 30d", "unsub 48h"):
         assert expected in text, (expected, text)
     assert "下書き" not in text  # never started
+    # sign-ups / withdrawals per campaign: line, telegram, email, total (EXPECTED_CAMPAIGNS, EXPECTED_WITHDRAWALS)
+    assert re.search(r"seminar-2026-12\s*│\s*1 / 1\s*│\s*2 / 1\s*│\s*0 / 0\s*│\s*3 / 2", text), text
+    assert re.search(r"\(none\)\s*│\s*1 / 0\s*│\s*2 / 1\s*│\s*1 / 1\s*│\s*4 / 2", text), text
     assert datetime.now(UTC) - now < timedelta(minutes=5)  # the windows cannot have moved past an event

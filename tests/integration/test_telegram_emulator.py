@@ -43,6 +43,7 @@ from telegram.ext import (
 
 from bots.sandbox.server import LocalServer
 from bots.sandbox.telegram_api import TelegramEmulator
+from tests.pictures import picture
 
 TOKEN = "123456789:TEST-otayori_sandbox"
 
@@ -398,14 +399,36 @@ async def test_commands_photo_and_reply(emulator: TelegramEmulator, bot: Bot) ->
     user = emulator.add_user()
     emulator.send_text(user.id, "写真ください")
     [update] = await bot.get_updates()
-    photo = await bot.send_photo(user.id, b"\x89PNG fake", caption="<b>今週</b>の写真",
+    png = picture(300, 200, fmt="PNG")
+    photo = await bot.send_photo(user.id, png, caption="<b>今週</b>の写真",
                                  parse_mode="HTML", reply_to_message_id=update.message.message_id)
-    assert photo.photo[-1].file_size == len(b"\x89PNG fake")
+    assert photo.photo[-1].file_size == len(png) and (photo.photo[-1].width, photo.photo[-1].height) == (300, 200)
     assert photo.reply_to_message.text == "写真ください"
     [record] = emulator.messages_to(user.id)
-    assert (record.method, record.caption, record.photo.data) == ("sendPhoto", "今週の写真", b"\x89PNG fake")
+    assert (record.method, record.caption, record.photo.data) == ("sendPhoto", "今週の写真", png)
     with pytest.raises(BadRequest, match="Message to be replied not found"):
         await bot.send_message(user.id, "返信", reply_to_message_id=999)
+
+
+async def test_send_photo_checks_the_upload_and_resends_by_file_id(emulator: TelegramEmulator, bot: Bot) -> None:
+    user = emulator.add_user()
+    with pytest.raises(BadRequest, match="(?i)image_process_failed"):
+        await bot.send_photo(user.id, "チラシ(画像ではない)".encode(), caption="x")
+    with pytest.raises(BadRequest, match="(?i)photo_invalid_dimensions"):
+        await bot.send_photo(user.id, picture(2100, 100), caption="細長すぎ")  # ratio 21 > 20
+    with pytest.raises(BadRequest, match="(?i)wrong file identifier"):
+        await bot.send_photo(user.id, "AgACnot-a-file-we-issued", caption="x")
+    flyer = picture(1600, 2263)
+    first = await bot.send_photo(user.id, flyer, caption="<b>12月</b>のチラシ " + "あ" * 1000, parse_mode="HTML")
+    assert [(size.width, size.height) for size in first.photo] == [(64, 90), (905, 1280)]
+    with pytest.raises(BadRequest, match="(?i)caption is too long"):
+        await bot.send_photo(user.id, first.photo[-1].file_id, caption="い" * 1025)
+    again = await bot.send_photo(user.id, first.photo[-1].file_id, caption="再送")
+    assert again.photo[-1].file_id == first.photo[-1].file_id
+    records = emulator.messages_to(user.id)
+    assert [r.caption[:7] for r in records] == ["12月のチラシ", "再送"]
+    assert records[1].photo.data == flyer and records[1].params["photo"] == first.photo[-1].file_id
+    assert len(records[0].caption) == 1008  # "12月のチラシ " + 1,000 characters: entities parsed, within 1,024
 
 
 async def test_other_clients_may_send_json_or_query_parameters(emulator: TelegramEmulator) -> None:

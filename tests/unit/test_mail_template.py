@@ -4,26 +4,28 @@ message the template came from, except the fields and the body text it was asked
 from __future__ import annotations
 
 import email
+import hashlib
 import email.policy
 from email.message import EmailMessage
 
 import pytest
 
-from core.mail import SenderIdentity, build_confirmation, build_newsletter
+from core.mail import InlineImage, SenderIdentity, build_confirmation, build_newsletter
 from core.mail_headers import header_fields, header_problems, split_header_section
 from core.mail_template import MessageTemplate
+from tests.pictures import picture
 
 POLICY = email.policy.SMTP.clone(max_line_length=76)
 LINK = "https://news.example.jp/unsubscribe/tok_ABC-123"
 VARYING = ("To", "Message-ID", "List-Unsubscribe")
 
 
-def source(name: str = "山田IT事務所①㈱髙😀ｶﾞ") -> bytes:
+def source(name: str = "山田IT事務所①㈱髙😀ｶﾞ", image: InlineImage | None = None) -> bytes:
     identity = SenderIdentity(name=name, mail_from="news@example.jp", postal_address="東京都千代田区千代田1-1 髙橋ビル",
                               contact="info@example.jp", unsubscribe_mailto="unsubscribe@example.jp")
     return build_newsletter(sender=identity, to="reader@example.com", title="今月のお知らせ ①㈱髙😀ｶﾞ",
                             body_markdown="**大事な**お知らせです。\n\n- 一\n- 二", unsubscribe_url=LINK,
-                            privacy_url="https://news.example.jp/privacy")
+                            privacy_url="https://news.example.jp/privacy", image=image)
 
 
 def field(raw: bytes, name: str) -> str:
@@ -46,6 +48,21 @@ def test_a_copy_with_the_templates_own_values_is_the_same_bytes(name: str) -> No
     template = MessageTemplate(raw, policy=POLICY, varying=VARYING, placeholder=LINK)
     own = {name_: field(raw, name_) for name_ in VARYING}
     assert template.fill(own, {"plain": LINK, "html": LINK}) == raw
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_a_photo_issue_copy_is_the_same_bytes_and_carries_the_picture_intact(fmt: str) -> None:
+    data = picture(900, 1273, fmt=fmt)
+    image = InlineImage(hashlib.sha256(data).hexdigest(), f"image/{fmt.lower()}", data)
+    raw = source(image=image)
+    template = MessageTemplate(raw, policy=POLICY, varying=VARYING, placeholder=LINK)
+    assert template.fill({name: field(raw, name) for name in VARYING}, {"plain": LINK, "html": LINK}) == raw
+    other = "https://news.example.jp/unsubscribe/second"
+    copy = parse(template.fill({"To": "To: second@example.org", "Message-ID": "Message-ID: <9@example.jp>",
+                                "List-Unsubscribe": f"List-Unsubscribe: <{other}>"}, {"plain": other, "html": other}))
+    [picture_part] = [part for part in copy.walk() if part.get_content_maintype() == "image"]
+    assert picture_part.get_content() == data and picture_part["Content-ID"] == f"<{image.content_id('example.jp')}>"
+    assert other in copy.get_body(("html",)).get_content() and other in copy.get_body(("plain",)).get_content()
 
 
 def test_a_copy_carries_the_new_fields_and_text_and_nothing_else_changes() -> None:

@@ -91,6 +91,7 @@ DESIGN_DEFAULTS: dict[str, object] = {
     "smtp_rate_per_second": 10,
     "smtp_connections": 2,
     "timezone": "Asia/Tokyo",
+    "media_dir": None,  # not in DESIGN.md's table: issue pictures (README); default media/ beside the SQLite file
 }
 
 
@@ -322,3 +323,31 @@ def test_env_example_loads_as_a_dotenv_file():
     settings = load_settings(_env_file=ENV_EXAMPLE)
     assert not settings.any_channel_enabled
     assert settings.purpose_of_use == load_settings(_env_file=None).purpose_of_use
+
+
+@pytest.mark.parametrize("public_url", ["http://otayori.example.jp", "http://192.168.1.20:8000"])
+def test_line_is_always_a_webhook_and_refuses_an_http_public_url(public_url: str):
+    line = {"telegram_bot_token": None, "line_channel_secret": "s", "line_channel_access_token": "t"}
+    with pytest.raises(ConfigError) as caught:
+        serving(public_url=public_url, **line).check_for_serving()
+    assert_one_line_naming(caught.value, "OTAYORI_PUBLIC_URL")
+    assert "LINE" in str(caught.value) and "https://" in str(caught.value)
+    serving(public_url="https://otayori.example.jp", **line).check_for_serving()
+    # Commands that only send (broadcast) receive no webhooks: the URL check is run's alone.
+    serving(public_url=public_url, **line).check_for_serving(receiving=False)
+
+
+def test_the_loopback_exemption_needs_a_loopback_public_url_too():
+    # An emulator API does not excuse an http:// address that real people (or platforms) would be given.
+    with pytest.raises(ConfigError) as caught:
+        serving(public_url="http://otayori.example.jp", telegram_api_url="http://127.0.0.1:8081/bot",
+                **WEBHOOK).check_for_serving()
+    assert_one_line_naming(caught.value, "OTAYORI_PUBLIC_URL")
+    serving(public_url="http://127.0.0.1:8000", telegram_bot_token=None, line_channel_secret="s",
+            line_channel_access_token="t", line_api_url="http://127.0.0.1:8082").check_for_serving()
+
+
+@pytest.mark.parametrize("secret", ["秘密のトークン", "has space", "a" * 257, "dots.are.not.allowed"])
+def test_a_webhook_secret_telegram_would_refuse_is_refused_at_start(secret: str):
+    error = config_error(telegram_bot_token="1:T", telegram_mode="webhook", telegram_webhook_secret=secret)
+    assert_one_line_naming(error, "OTAYORI_TELEGRAM_WEBHOOK_SECRET")
