@@ -9,6 +9,7 @@ before any event loop.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import sys
 from collections.abc import Callable
@@ -34,6 +35,8 @@ app.add_typer(campaign_app, name="campaign")
 app.add_typer(consents_app, name="consents")
 app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(issues_app, name="issues")
+line_app = typer.Typer(help="LINE account set-up (rich menu).", no_args_is_help=True)
+app.add_typer(line_app, name="line")
 
 console = Console()
 err = Console(stderr=True)
@@ -90,10 +93,12 @@ def run_async(factory: Callable[[], Any]) -> Any:
 
 @app.command()
 def run() -> None:
-    """Serve: the web app (webhooks, pages), Telegram polling or its webhook, and the background dispatcher, with `.env`."""
+    """Serve: the web app (webhooks, pages), Telegram polling or its webhook, and the background dispatcher, with `.env`.
+    With no channel configured: the rehearsal sandbox at http://127.0.0.1:<port>/sandbox (emulators, SMTP sink)."""
     settings = settings_or_exit()
     if not settings.any_channel_enabled:
-        fail(NO_CHANNEL_HELP, 2)
+        _run_rehearsal(settings.http_port)
+        return
     try:
         settings.check_for_serving()
     except ConfigError as exc:
@@ -109,6 +114,23 @@ def run() -> None:
         pass
     except TelegramError as exc:  # e.g. setWebhook refused, or a revoked token: one line, not a traceback
         fail(f"Telegram refused to start: {exc.message}", 1)
+
+
+def _run_rehearsal(port: int) -> None:
+    """``run`` without credentials: the sandbox (bots/sandbox/rehearsal_run.py) on 127.0.0.1:``port``; exit 1 with
+    one line when the port is taken."""
+    from bots.sandbox.rehearsal_run import serve_rehearsal
+
+    try:
+        run_async(lambda: serve_rehearsal(port, announce=lambda line: console.print(line, markup=False,
+                                                                                    highlight=False)))
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            fail(f"the rehearsal sandbox cannot listen on 127.0.0.1:{port}: the port is in use "
+                 "(set OTAYORI_HTTP_PORT)", 1)
+        fail(f"the rehearsal sandbox stopped: {type(exc).__name__}: {exc}", 1)
 
 
 @app.command()
@@ -255,6 +277,30 @@ def qr(
                       highlight=False, soft_wrap=True)
     for path in kit.poster:
         console.print(f"{'poster':13} {path.name}", markup=False, highlight=False)
+
+
+@line_app.command("rich-menu")
+def line_rich_menu() -> None:
+    """Create the LINE rich menu (登録 / 解除 / 状態 / トピック, a picture in Noto Sans CJK JP), upload its image, set it
+    as the default for every user, and delete the menus an earlier run made. Prints the new menu's id."""
+    from linebot.v3.messaging import ApiException
+
+    from bots.fonts import FontMissing
+    from bots.line_rich_menu import install
+
+    settings = settings_or_exit()
+    try:
+        done = run_async(lambda: install(settings))
+    except FontMissing as exc:
+        fail(str(exc), 1)
+    except ApiException as exc:
+        fail(f"LINE refused the rich menu: {exc.status} {(exc.body or exc.reason or '').strip()}"[:500], 1)
+    except OSError as exc:
+        fail(f"LINE API unreachable at {settings.line_api_url}: {exc}", 1)
+    console.print(f"rich menu {done.rich_menu_id} is the default ({done.image_bytes} bytes PNG)", markup=False,
+                  highlight=False)
+    for old in done.replaced:
+        console.print(f"deleted the earlier menu {old}", markup=False, highlight=False)
 
 
 # ---- broadcast ---------------------------------------------------------------------------------------------------
@@ -801,16 +847,20 @@ def issues_send(
 ) -> None:
     """Send a stored draft now (or schedule it with --at)."""
     from bots.broadcasting import cli_actor, send_stored_issue
-    from core.issues import IssueStateError, check_complete, check_transition, schedule_issue
+    from core.issues import IssueStateError, check_complete, check_sendable, check_transition, schedule_issue
     from core.schedule import ScheduleError
 
     settings = serving_settings_or_exit()
     when = schedule_or_exit(settings, at)
     detail = issue_or_exit(settings, issue_id)
     try:
-        # Refuse a wrong state before connecting to any platform (the use case checks again, atomically).
-        check_transition(detail.issue, "scheduled" if when is not None else "sending", "schedule" if when else "send")
-        check_complete(detail.issue)
+        # Refuse a wrong state (a sent issue too) before asking and before connecting to any platform; the use case
+        # checks again, atomically.
+        if when is None:
+            check_sendable(detail.issue)
+        else:
+            check_transition(detail.issue, "scheduled", "schedule")
+            check_complete(detail.issue)
     except IssueStateError as exc:
         fail(str(exc), 1)
     what = f"schedule for {local_time(settings, when)}" if when is not None else "send now"

@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from linebot.v3.exceptions import InvalidSignatureError
@@ -60,7 +62,10 @@ CHANNEL = "line"
 MAX_MESSAGES_PER_REQUEST = 5  # reference/line.md "Sending"
 MONTHLY_LIMIT_TEXT = "monthly limit"
 ALREADY_ACCEPTED_STATUS = 409
-#: Inline retries of one multicast on 5xx/timeout/rate 429, with the same retry key (seconds to wait before each).
+#: Inline retries (seconds to wait before each) of a later request of one issue (its messages 6–10, …), after the
+#: first request was accepted: its recipients are already reading the issue, as with Telegram's mid-issue retries.
+#: The first request is never retried inline: a 5xx, a timeout or a rate 429 goes back to the dispatcher, which
+#: repeats it with the same retry key after re-checking consent, leaving out whoever said 解除 in between.
 RETRY_WAITS = (0.5, 1.0, 2.0, 4.0)
 #: Seconds one multicast may take; a timeout is a temporary failure retried with the same key (reference/line.md).
 MULTICAST_TIMEOUT = 30.0
@@ -68,6 +73,8 @@ MULTICAST_TIMEOUT = 30.0
 #: background tasks that fight the answers still being stored for the one SQLite writer and for the connection pool
 #: (whose checkout times out after 30 s); a few keep replies overlapping while acknowledgements stay fast.
 PROCESSING_CONCURRENCY = 4
+#: Seconds between two bot-info look-ups of the basic id while it is unknown (one answer is kept for good).
+BASIC_ID_RETRY_SECONDS = 60.0
 
 
 class WebhookRejected(Exception):
@@ -88,6 +95,13 @@ def line_messages(reply: Reply) -> list[TextMessage]:
             for b in reply.buttons
         ])
     return [TextMessage(text=reply.text, quickReply=quick)]
+
+
+def event_time(event: Event) -> datetime | None:
+    """When the user acted: the event's ``timestamp`` (milliseconds since the epoch) as aware UTC; None without one.
+    Friendship changes are ordered by it (core.line_friends), not by arrival."""
+    millis = getattr(event, "timestamp", None)
+    return datetime.fromtimestamp(millis / 1000, tz=timezone.utc) if isinstance(millis, int) else None
 
 
 def incoming_of(message: TextMessageContent) -> Incoming:
@@ -116,6 +130,7 @@ class LineWebhook:
         self.parser = WebhookParser(self.channel_secret)
         self.raw_events = RawEventStore(self.db, CHANNEL)
         self._processing = asyncio.Semaphore(PROCESSING_CONCURRENCY)
+        self._basic_id_asked_at: float | None = None
 
     async def receive(self, body: bytes, signature: str | None) -> list[str]:
         """Verify and store a webhook request; return the ``webhookEventId`` s that are new (to be processed).
@@ -208,13 +223,16 @@ class LineWebhook:
             async with self.db.write() as session:
                 await finish_processing(session, CHANNEL, key, error="standby mode: not ours to answer")
             return
+        if isinstance(event, (MessageEvent, PostbackEvent)) and ctx.chat_type == "private":
+            await self._learn_basic_id()  # a consent from a non-friend answers with the add-friend link
         replies: list[Reply] = []
         outcome: ChatOutcome | None = None
+        at = event_time(event)
         if isinstance(event, FollowEvent):
             unblocked = bool(getattr(event.follow, "is_unblocked", False)) if event.follow else False
-            replies = await self.subscriptions.handle_follow(ctx, is_unblocked=unblocked)
+            replies = await self.subscriptions.handle_follow(ctx, is_unblocked=unblocked, at=at)
         elif isinstance(event, UnfollowEvent):
-            await self.subscriptions.handle_blocked(ctx)
+            await self.subscriptions.handle_blocked(ctx, at=at)
         elif isinstance(event, MessageEvent) and isinstance(event.message, TextMessageContent):
             if self.router is None:
                 replies = await self.subscriptions.handle_text(ctx, event.message.text)
@@ -241,6 +259,25 @@ class LineWebhook:
             await self.reply(getattr(event, "reply_token", None), reply_to, replies)
         if outcome is not None and self.edge is not None:
             self.edge.after_replies(outcome)
+
+    async def _learn_basic_id(self) -> None:
+        """Give the subscription use cases the account's basic id when ``OTAYORI_LINE_BASIC_ID`` did not: from
+        ``GET /v2/bot/info`` (bots.channel_ids), asked at most once per :data:`BASIC_ID_RETRY_SECONDS` until it
+        answers. A failure leaves it unknown (the add-friend reply then has no link) and is logged."""
+        if self.subscriptions.line_basic_id:
+            return
+        now = time.monotonic()
+        if self._basic_id_asked_at is not None and now - self._basic_id_asked_at < BASIC_ID_RETRY_SECONDS:
+            return
+        self._basic_id_asked_at = now
+        try:
+            info = await self.api.get_bot_info()
+        except Exception as exc:  # network, token: never fatal for an event
+            log.warning("LINE bot info failed: %s: %s", type(exc).__name__, exc)
+            return
+        basic = (info.basic_id or "").strip()
+        if basic:
+            self.subscriptions.line_basic_id = "@" + basic.lstrip("@")
 
     def _content_fetcher(self, message_id: str) -> Callable[[], Awaitable[tuple[bytes, str | None]]]:
         """A download of an image message's content from the data API (``GET /v2/bot/message/{id}/content`` on
@@ -321,7 +358,8 @@ class LineSender:
 
     async def send(self, message: OutboundMessage) -> SendResult:
         """Multicast every part to the recipients; parts beyond 5 go in further requests whose retry keys derive from
-        the batch key (uuid5), so a retry of the whole batch is identical request by request."""
+        the batch key (uuid5), so a retry of the whole batch repeats each request under its own key. One attempt per
+        request: a temporary failure is returned to the dispatcher, which repeats it after re-checking consent."""
         assert message.retry_key, "LINE sends need a retry key stored before the request"
         messages: list[ImageMessage | TextMessage] = [TextMessage(text=text) for text in message.parts]
         if message.image is not None:
@@ -331,22 +369,28 @@ class LineSender:
             messages.insert(0, ImageMessage(originalContentUrl=message.image.url,
                                             previewImageUrl=message.image.preview_url))
         groups = [messages[i : i + MAX_MESSAGES_PER_REQUEST] for i in range(0, len(messages), MAX_MESSAGES_PER_REQUEST)]
+        first = Outcome.sent()
         for index, group in enumerate(groups):
             key = message.retry_key if index == 0 else str(uuid.uuid5(uuid.UUID(message.retry_key), str(index)))
             request = MulticastRequest(to=list(message.recipients), messages=group)
-            outcome = await self._multicast(request, key, turn_taken=message.turn_taken and index == 0)
+            outcome = await self._multicast(request, key, turn_taken=message.turn_taken and index == 0,
+                                            waits=() if index == 0 else self.retry_waits)
             if outcome.kind is not OutcomeKind.SENT:
                 return SendResult(outcome)
-        return SendResult(Outcome.sent())
+            if index == 0:
+                first = outcome  # whether LINE had accepted this request before (409) is told by its first part
+        return SendResult(first)
 
     async def take_turn(self) -> None:
         """Wait until the request-rate limit (multicast requests/s) lets one more request start, and count it; the
         dispatcher calls it before the attempt mark (see :class:`core.channels.ChannelSender`)."""
         await self.limiter.acquire()
 
-    async def _multicast(self, request: MulticastRequest, retry_key: str, *, turn_taken: bool = False) -> Outcome:
+    async def _multicast(self, request: MulticastRequest, retry_key: str, *, turn_taken: bool = False,
+                         waits: tuple[float, ...] = ()) -> Outcome:
+        """One multicast under ``retry_key``, tried again after each of ``waits`` (seconds) on a temporary failure."""
         last: Outcome = Outcome(OutcomeKind.TEMPORARY, reason="not attempted")
-        for attempt, wait in enumerate((0.0, *self.retry_waits)):
+        for attempt, wait in enumerate((0.0, *waits)):
             if wait:
                 await asyncio.sleep(wait)
             if not (turn_taken and attempt == 0):  # a retry is a new request: it takes its own turn
@@ -356,8 +400,8 @@ class LineSender:
                 return Outcome.sent()
             except ApiException as exc:
                 body = exc.body or ""
-                if exc.status == ALREADY_ACCEPTED_STATUS:
-                    return Outcome.sent()  # the same retry key was accepted before: it was sent
+                if exc.status == ALREADY_ACCEPTED_STATUS:  # the same retry key was accepted before: it was sent
+                    return Outcome(OutcomeKind.SENT, reason="already accepted (same retry key)", already_accepted=True)
                 if exc.status == 429 and MONTHLY_LIMIT_TEXT in body:
                     return Outcome(OutcomeKind.CHANNEL_WIDE, reason="LINE monthly message limit reached")
                 if exc.status == 429 or (exc.status or 0) >= 500:

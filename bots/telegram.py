@@ -348,6 +348,10 @@ class TelegramSender:
             if last_answer is not None:
                 # Telegram allows about 1 message/s in one chat; sleep outside the overall limiter.
                 await asyncio.sleep(max(0.0, last_answer + self.per_chat_interval - time.monotonic()))
+                if message.still_wanted is not None and not await message.still_wanted():
+                    # The reader said 解除 between two parts: the rest is not sent (what arrived, arrived).
+                    return SendResult(Outcome(OutcomeKind.SENT, reason=(
+                        f"{index} of {len(parts)} parts sent; the reader withdrew before the rest")))
             if turn_taken:
                 turn_taken = False
             else:

@@ -13,6 +13,7 @@ likewise answers 200 once the update is stored and processes it afterwards.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +22,7 @@ from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from bots.desk_pages import desk_routes
@@ -58,8 +59,9 @@ def templates() -> Environment:
     )
 
 
-def create_app(runtime: Runtime) -> Starlette:
-    """The ASGI app for ``runtime`` (its settings, database and bots). Nothing connects here."""
+def create_app(runtime: Runtime, extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
+    """The ASGI app for ``runtime`` (its settings, database and bots), plus ``extra_routes`` (the rehearsal sandbox's
+    ``/sandbox``: bots/sandbox/rehearsal_page.py, only in a sandbox stack). Nothing connects here."""
     env = templates()
     settings = runtime.settings
 
@@ -131,6 +133,7 @@ def create_app(runtime: Runtime) -> Starlette:
             "Cache-Control": MEDIA_CACHE_CONTROL, "X-Content-Type-Options": "nosniff"})
 
     routes = [
+        *extra_routes,
         *page_routes(runtime, env),
         *desk_routes(runtime),
         Route("/media/{name}", media, methods=["GET", "HEAD"]),

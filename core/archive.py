@@ -14,6 +14,7 @@ from sqlmodel import select
 
 from storage.database import Database
 from storage.models import Issue, IssueStatus
+from storage.types import is_row_id
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,10 @@ async def published_issues(db: Database, *, limit: int = 50) -> list[PublishedIs
 
 
 async def published_issue(db: Database, issue_id: int) -> PublishedIssue | None:
-    """Public issue ``issue_id``, or None when there is no such issue or it is not public."""
+    """Public issue ``issue_id``, or None when there is no such issue or it is not public (also for a number that is
+    no row id, such as 0 or one beyond 64 bits, which a URL can carry)."""
+    if not is_row_id(issue_id):
+        return None
     async with db.read() as session:
         issue = (await session.exec(select(Issue).where(Issue.id == issue_id, *_public()))).first()
     return _published(issue) if issue is not None else None

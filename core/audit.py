@@ -1,8 +1,9 @@
 """Consent export and audit (DESIGN.md "Consent export"; 特定電子メール法 Art. 3(2) records of consent).
 
 The export gives one record per ledger event with the current address (``null`` once erased). The audit recomputes
-the hash chain and checks, for every delivery with an attempt mark, that when its first attempt started the
-endpoint's latest consent event other than ``topics`` was ``grant`` (chat) or ``confirm`` (email).
+the hash chain and checks, for every delivery with an attempt mark, that when its first attempt started, and when its
+last attempt started, the endpoint's latest consent event other than ``topics`` was ``grant`` (chat) or ``confirm``
+(email).
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ async def export_consents(db: Database, out: TextIO, fmt: str = "jsonl") -> int:
 
 @dataclass(frozen=True)
 class DeliveryViolation:
-    """A delivery attempted without the required consent at the time of its first attempt."""
+    """A delivery attempted without the required consent at the time of its first or its last attempt."""
 
     delivery_id: int
     issue_id: int
@@ -136,11 +137,15 @@ async def audit(db: Database) -> AuditReport:
             break
         for delivery in rows:
             checked += 1
-            latest = _latest_before(history.get(delivery.endpoint_id, ()), delivery.first_attempted_at)
-            action = latest.action if latest else None
-            if action != required_action_for(delivery.channel):
-                violations.append(DeliveryViolation(delivery.id, delivery.issue_id, delivery.endpoint_id,  # type: ignore[arg-type]
-                                                    delivery.channel, action))
+            # Consent must hold at the first attempt and at the last one (a retry is a request too; a LINE repeat
+            # that left someone out did not mark them again, so their last mark is the one they were sent under).
+            for moment in {delivery.first_attempted_at, delivery.attempted_at or delivery.first_attempted_at}:
+                latest = _latest_before(history.get(delivery.endpoint_id, ()), moment)
+                action = latest.action if latest else None
+                if action != required_action_for(delivery.channel):
+                    violations.append(DeliveryViolation(delivery.id, delivery.issue_id,  # type: ignore[arg-type]
+                                                        delivery.endpoint_id, delivery.channel, action))
+                    break
         last_id = rows[-1].id  # type: ignore[assignment]
     return AuditReport(len(chain), checked, problems, violations)
 

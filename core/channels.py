@@ -16,6 +16,7 @@ Failures are sorted the GNU Mailman way (DESIGN.md "Delivery"):
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
@@ -40,6 +41,8 @@ class Outcome:
     ``reason``: short text for reports (e.g. ``"Forbidden: bot was blocked by the user"``); ``retry_after``: seconds
     to wait before the next attempt (temporary only); ``blocked``: the person blocked the bot (permanent only);
     ``new_address``: the platform moved the chat (Telegram ``migrate_to_chat_id``); the delivery is re-sent there.
+    ``already_accepted``: sent, and the platform says an earlier attempt with the same retry key had been accepted
+    (LINE 409): the recipients of that earlier request have the message, whoever this request named.
     """
 
     kind: OutcomeKind
@@ -47,6 +50,7 @@ class Outcome:
     retry_after: float | None = None
     blocked: bool = False
     new_address: str | None = None
+    already_accepted: bool = False
 
     @classmethod
     def sent(cls) -> Outcome:
@@ -75,6 +79,9 @@ class OutboundMessage:
     #: True when the dispatcher already waited for the sender's rate limit (``take_turn``) for this message's first
     #: request: the sender must not take a second turn for it (later requests of the message take their own).
     turn_taken: bool = False
+    #: For an issue sent as several messages to one chat (Telegram parts, 1 s apart): awaited before each later part;
+    #: False means the reader withdrew meanwhile, and the rest is not sent. None: nothing to check.
+    still_wanted: Callable[[], Awaitable[bool]] | None = None
     #: The issue's picture (a photo issue, e.g. an event flyer), or None: Telegram sends it with ``sendPhoto`` and the
     #: first part as its caption (at most 1,024 characters; the rest follows as messages, in order); LINE sends an
     #: image message (``url`` / ``preview_url``, https only) before the text; email puts it inline in the HTML part.

@@ -9,7 +9,11 @@ NFKC form and its case, because campaign codes and mailbox local parts are the u
 Decisions this module makes (and the tests pin):
 
 - ``登録seminar`` (no space) is :attr:`IntentKind.TEXT`: the first word is not the keyword.
-- A keyword that takes no argument followed by anything (``解除 お願いします``, ``解除🙏``) is ``TEXT``.
+- A keyword that takes no argument followed by more words (``解除 お願いします``, ``解除してください``) is ``TEXT``.
+- Punctuation and symbols at the two ends of the whole message are ignored when matching a keyword (Unicode
+  categories P*, So, Sk and variation selectors: ``解除。``, ``ＳＴＯＰ！``, ``🙅解除``, ``解除 🙏``, ``状態？``), never
+  inside it (``解除して!`` is text), and a message that is nothing else (``!!``, ``🎉``) is no keyword. Arguments keep
+  their trailing characters (the user's text). A leading ``/`` is not stripped: it makes a Telegram command.
 - ``登録``/``subscribe`` accept any argument, even several words or a registered keyword (``登録 解除`` asks to
   subscribe with the unknown campaign ``解除``): showing the terms changes no state, and the use case records codes it
   does not know as campaign unknown with the raw text in the evidence.
@@ -21,8 +25,9 @@ Decisions this module makes (and the tests pin):
   Command names are ``[a-z0-9_]{1,32}`` (https://core.telegram.org/bots/features#commands).
 - An empty message, or one made only of whitespace and invisible characters, is :attr:`IntentKind.HELP` (Japanese):
   there is nothing to forward to the author, and help is the grammar's answer to anything unrecognised.
-- ``language`` is ``"en"`` when an English keyword matched, ``"ja"`` for Japanese keywords, ``?`` and slash commands;
-  for free text it is ``"en"`` when the text has ASCII letters and no kana or kanji, else ``"ja"``.
+- ``language`` is ``"en"`` when an English keyword matched, ``"ja"`` for Japanese keywords, ``?`` and slash commands
+  (also ones we do not offer, such as an admin's ``/broadcast`` typed by a reader: a command carries no language);
+  for other free text it is ``"en"`` when the text has ASCII letters and no kana or kanji, else ``"ja"``.
 
 Pure module: standard library only, no I/O.
 """
@@ -225,11 +230,22 @@ def parse(text: str, *, bot_username: str | None = None) -> Intent:
         return Intent(IntentKind.HELP, None, "ja")
 
     head, _, rest = words.partition(" ")
-    key = _fold(head)
+    for candidate_head, candidate_rest in ((head, rest), *_edges_ignored(words)):
+        key = _fold(candidate_head)
+        if key.startswith("/"):
+            intent = _parse_slash_command(key, candidate_rest, bot_username)
+        else:
+            intent = _parse_keyword(key, candidate_rest)
+        if intent is not None:
+            return intent
+    # A Telegram command we do not offer (/broadcast from a reader, /settings...) carries no language of its own:
+    # the reply is in the service's language, as for the commands we offer.
+    language: Language = "ja" if _SLASH_COMMAND_RE.fullmatch(_fold(head)) else _free_text_language(words)
+    return Intent(IntentKind.TEXT, text, language)
 
-    if key.startswith("/"):
-        return _parse_slash_command(text, words, key, rest, bot_username)
 
+def _parse_keyword(key: str, rest: str) -> Intent | None:
+    """The intent of keyword ``key`` (folded) followed by ``rest`` (``""``: nothing), or None when it is none."""
     for word, kind, language in _WORDS:
         # The table is tiny (24 rows): normalising a keyword per call is cheaper than a module-level cache and keeps
         # import free of work.
@@ -239,12 +255,12 @@ def parse(text: str, *, bot_username: str | None = None) -> Intent:
             return Intent(kind, None, language)
         if kind in _TAKES_ARGUMENT:
             return Intent(kind, rest, language)
-        break  # a keyword that takes no argument, followed by more text: free text
-    return Intent(IntentKind.TEXT, text, _free_text_language(words))
+        return None  # a keyword that takes no argument, followed by more text: free text
+    return None
 
 
-def _parse_slash_command(text: str, words: str, key: str, rest: str, bot_username: str | None) -> Intent:
-    """Telegram ``/command[@bot] [args]``; anything unrecognised is ``TEXT``."""
+def _parse_slash_command(key: str, rest: str, bot_username: str | None) -> Intent | None:
+    """Telegram ``/command[@bot] [args]`` (``key`` folded); None when it is not one of ours."""
     match = _SLASH_COMMAND_RE.fullmatch(key)
     kind = _SLASH_COMMANDS.get(match.group(1)) if match else None
     addressed_elsewhere = (
@@ -254,9 +270,39 @@ def _parse_slash_command(text: str, words: str, key: str, rest: str, bot_usernam
         and match.group(2) != _fold(bot_username.removeprefix("@"))
     )
     if kind is None or addressed_elsewhere:
-        return Intent(IntentKind.TEXT, text, _free_text_language(words))
+        return None
     argument = (rest or None) if kind is IntentKind.SUBSCRIBE else None
     return Intent(kind, argument, "ja")
+
+
+def _is_edge_decoration(ch: str) -> bool:
+    """True for what may surround a command without changing it: whitespace, punctuation (Unicode categories P*),
+    symbols (So: emoji, ♪, ☆; Sk: emoji skin-tone modifiers, ＾) and the invisible variation selectors."""
+    category = unicodedata.category(ch)
+    return ch.isspace() or category[0] == "P" or category in ("So", "Sk") or ord(ch) in _INVISIBLE_NON_FORMAT
+
+
+def _edges_ignored(text: str) -> list[tuple[str, str]]:
+    """``[(head, rest)]`` of ``text`` read with the decoration at its two ends ignored (:func:`_is_edge_decoration`),
+    or ``[]`` when there is none or nothing else is left (``!!``, ``🎉`` are no command).
+
+    People end a command as they end a sentence (``解除。``, ``ＳＴＯＰ！``, ``解除🙏``) or start it with an emoji
+    (``🙅解除``); only the ends of the *whole* message are ignored, never a character inside it, so ``解除して!`` stays
+    text. ``head`` is the first word without the leading decoration; ``rest`` keeps its trailing characters (an
+    argument is the user's text: ``返信 3 ありがとう!``), and is ``""`` when the message is one word once its end is
+    ignored (``解除 🙏``). A leading ``/`` is kept: it makes a Telegram command (``/登録`` is not ``登録``).
+    """
+    start, end = 0, len(text)
+    while start < end and text[start] != "/" and _is_edge_decoration(text[start]):
+        start += 1
+    while end > start and _is_edge_decoration(text[end - 1]):
+        end -= 1
+    if end == start or (start, end) == (0, len(text)):
+        return []
+    head, separator, _ = _split_head(text[start:end])
+    if not separator:
+        return [(head, "")]
+    return [(head, _split_head(text[start:])[2])]
 
 
 def is_valid_campaign_code(code: str) -> bool:
@@ -333,23 +379,21 @@ def parse_admin(text: str) -> AdminCommand | None:
     """The admin verb ``text`` is, or None (then it is read with :func:`parse` like anyone's message).
 
     The keyword (its first word) is normalised like every keyword (:func:`normalise_keyword`: widths, case,
-    katakana/hiragana, invisible characters); Telegram's ``/command[@bot]`` forms are accepted too. Verbs without
+    katakana/hiragana, invisible characters), with punctuation and symbols at the ends of the whole message ignored
+    as :func:`parse` ignores them (``送信！``, ``🙏統計``; arguments are kept as typed); Telegram's
+    ``/command[@bot]`` forms are accepted too. Verbs without
     arguments must be the whole message (``送信してください`` is text). ``予約`` needs a time, ``返信`` a number and a
     text (``返信 12`` alone is not a command); ``キャンセル`` takes an optional issue number. The answer of ``返信``
     keeps its line breaks. Never raises.
     """
     visible = _drop_invisible(text).strip()
     head, _, rest = _split_head(visible)
-    key = normalise_keyword(head)
     verb: AdminVerb | None = None
-    if key.startswith("/"):
-        match = _SLASH_COMMAND_RE.fullmatch(key)
-        verb = _ADMIN_SLASH.get(match.group(1)) if match else None
-    else:
-        for word, candidate in _ADMIN_WORDS:
-            if key == normalise_keyword(word):
-                verb = candidate
-                break
+    for candidate_head, candidate_rest in ((head, rest), *_edges_ignored(visible)):
+        verb = _admin_verb(normalise_keyword(candidate_head))
+        if verb is not None:
+            rest = candidate_rest
+            break
     if verb is None:
         return None
     rest = rest.strip()
@@ -366,6 +410,17 @@ def parse_admin(text: str) -> AdminCommand | None:
     if (verb in _ADMIN_NEEDS_ARGUMENT) != (argument is not None):
         return None  # a time missing, or text after a verb that takes none: ordinary text
     return AdminCommand(verb, argument)
+
+
+def _admin_verb(key: str) -> AdminVerb | None:
+    """The admin verb whose keyword (or ``/command[@bot]``) is ``key`` (normalised), or None."""
+    if key.startswith("/"):
+        match = _SLASH_COMMAND_RE.fullmatch(key)
+        return _ADMIN_SLASH.get(match.group(1)) if match else None
+    for word, verb in _ADMIN_WORDS:
+        if key == normalise_keyword(word):
+            return verb
+    return None
 
 
 def _split_head(text: str) -> tuple[str, str, str]:

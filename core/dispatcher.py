@@ -29,7 +29,7 @@ import os
 import socket
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -458,10 +458,14 @@ class Dispatcher:
         if take_turn is not None:
             await take_turn()
         if marker is not None:
-            live, addresses, retry_key = await marker.mark(group)
+            live, addresses, retry_key, held = await marker.mark(group)
         else:
-            live, addresses, retry_key = (await self._mark_many(channel, summary, [group]))[0]
+            live, addresses, retry_key, held = (await self._mark_many(channel, summary, [group]))[0]
         if not live:
+            if held:
+                # Everyone left in a repeated LINE request withdrew: there is nobody to repeat it to, so LINE cannot
+                # be asked whether the first attempt arrived.
+                await self._settle_held(channel, held, summary, None)
             return None
         parts, plain, title, body = await self._render(issue_id, channel)
         message = OutboundMessage(
@@ -475,12 +479,15 @@ class Dispatcher:
             body_markdown=body,
             turn_taken=take_turn is not None,
             image=await self._image(issue_id),
+            still_wanted=self._still_wanted(live[0]) if channel == "telegram" else None,
         )
         try:
             result = await sender.send(message)
         except Exception as exc:  # a worker never dies on one bad message (Mailman): record and go on
             log.exception("sender %s raised for issue %s", channel, issue_id)
             result = SendResult(Outcome(OutcomeKind.TEMPORARY, reason=f"sender error: {type(exc).__name__}"))
+        if held:
+            await self._settle_held(channel, held, summary, result.overall)
         stops_channel = result.overall.kind is OutcomeKind.CHANNEL_WIDE or any(
             outcome.kind is OutcomeKind.CHANNEL_WIDE for outcome in result.per_recipient.values())
         if recorder is not None and not stops_channel:
@@ -491,15 +498,17 @@ class Dispatcher:
 
     async def _mark_many(
         self, channel: str, summary: DispatchSummary, groups: list[list[Claimed]]
-    ) -> list[tuple[list[Claimed], dict[int, str], str | None]]:
+    ) -> list[tuple[list[Claimed], dict[int, str], str | None, list[Claimed]]]:
         """Attempt marks for several requests in one write transaction (committed before any of them starts).
 
-        ``groups``: each request's claimed rows. Returns per group ``(live rows, {endpoint_id: address}, retry
-        key)``: the rows to send now; the group's other rows became ``skipped`` (consent or endpoint gone). One
-        ``UPDATE … RETURNING`` per LINE request (each has its own retry key) and one for all other requests.
+        ``groups``: each request's claimed rows. Returns per group ``(live rows, {endpoint_id: address}, retry key,
+        held rows)``: the rows to send now; ``held``: rows of a repeated LINE request (attempted before, same retry
+        key) whose consent is gone — they are left out of the repeat, and whether they count as sent depends on
+        LINE's answer (:meth:`_settle_held`); the group's other rows became ``skipped``. One ``UPDATE … RETURNING``
+        per LINE request (each has its own retry key) and one for all other requests.
         """
         now = self.clock()
-        results: list[tuple[list[Claimed], dict[int, str], str | None]] = []
+        results: list[tuple[list[Claimed], dict[int, str], str | None, list[Claimed]]] = []
         by_id: dict[int, Claimed] = {}
         keys: list[str | None] = []
         for group in groups:
@@ -520,7 +529,12 @@ class Dispatcher:
                         "ids": ids[start : start + _IDS_PER_STATEMENT], "owner": self.owner, "now": now, "key": key})
                     marked.update((item.id, (item.first_attempted_at, item.attempts, item.address or ""))
                                   for item in answered)
-            rest = [row_id for row_id in by_id if row_id not in marked]
+            # A row of a repeated LINE request (attempted before under its retry key) that lost its consent is not
+            # skipped yet: if LINE had accepted the earlier attempt, the person has the issue (sent before they
+            # withdrew); if not, they must not get it. The repeat leaves them out; its answer decides.
+            held_ids = {row_id for row_id, row in by_id.items()
+                        if row_id not in marked and channel == "line" and row.retry_key and row.attempted_at}
+            rest = [row_id for row_id in by_id if row_id not in marked and row_id not in held_ids]
             for start in range(0, len(rest), _IDS_PER_STATEMENT):
                 # What is still ours lost its consent (or its endpoint) since the broadcast: skipped.
                 skipped = await connection.execute(
@@ -546,8 +560,60 @@ class Dispatcher:
                 row.first_attempted_at, row.attempts, addresses[row.endpoint_id] = marked[row.id]  # type: ignore[index]
                 row.retry_key = key
                 live.append(row)
-            results.append((live, addresses, key))
+            results.append((live, addresses, key, [row for row in group if row.id in held_ids]))
         return results
+
+    async def _settle_held(
+        self, channel: str, held: list[Claimed], summary: DispatchSummary, answer: Outcome | None
+    ) -> None:
+        """Settle the held rows of a repeated LINE request (see :meth:`_mark_many`) by LINE's ``answer`` to the repeat.
+
+        409 "already accepted" (``answer.already_accepted``): the earlier attempt had reached LINE, with these people
+        in it, before they withdrew -> ``sent``. A fresh 200: the earlier attempt had not been accepted, and the repeat
+        left them out -> ``skipped``. A temporary failure: back to ``pending`` with the group (decided at the next
+        repeat). Anything else, or no repeat at all (``answer`` None: nobody left to send to) -> ``uncertain``.
+        """
+        now = self.clock()
+        if answer is not None and answer.kind is OutcomeKind.SENT:
+            status = DeliveryStatus.SENT if answer.already_accepted else DeliveryStatus.SKIPPED
+            reason = (None if answer.already_accepted else
+                      "consent withdrawn before the repeat; LINE had not accepted the earlier attempt")
+        elif answer is not None and answer.kind is OutcomeKind.TEMPORARY:
+            status, reason = DeliveryStatus.PENDING, "withdrew while the request was being retried; decided by the repeat"
+        else:
+            status = DeliveryStatus.UNCERTAIN
+            reason = "withdrew while the request was being retried; LINE's answer cannot tell whether it arrived"
+        values: dict[str, object] = {"status": status.value, "reason": reason, "claimed_by": None,
+                                     "lease_expires_at": None, "updated_at": now}
+        if status is DeliveryStatus.SENT:
+            values["sent_at"] = now
+        if status is DeliveryStatus.PENDING:
+            values["next_attempt_at"] = now + timedelta(seconds=self.policy.backoff_base)
+        async with self.db.write() as session:
+            await session.exec(  # type: ignore[call-overload]
+                update(Delivery)
+                .where(Delivery.id.in_([row.id for row in held]),  # type: ignore[union-attr]
+                       Delivery.status == DeliveryStatus.SENDING.value, Delivery.claimed_by == self.owner)
+                .values(**values)
+            )
+        if status is not DeliveryStatus.PENDING:
+            summary.finished[channel][status.value] += len(held)
+
+    def _still_wanted(self, row: Claimed) -> Callable[[], Awaitable[bool]]:
+        """For a Telegram issue sent in several parts: a check, before each later part, that the reader's consent
+        still holds (the broadcast's own rule, :func:`core.eligibility.consented_clause`)."""
+
+        async def check() -> bool:
+            async with self.db.read() as session:
+                found = (await session.exec(  # type: ignore[call-overload]
+                    select(Delivery.id).where(
+                        Delivery.id == row.id,
+                        select(Endpoint.id).where(Endpoint.id == Delivery.endpoint_id,
+                                                  consented_clause(delivery_topic())).exists())
+                )).first()
+            return found is not None
+
+        return check
 
     async def _image(self, issue_id: int) -> ImageRef | None:
         """The issue's picture (None for text only), looked up once per issue: one ImageRef per issue, so its file
@@ -742,8 +808,9 @@ def _mark_statement():  # type: ignore[no-untyped-def]
 
     It marks only rows that are still ours (a recovery after our lease ran out may have taken them: on PostgreSQL the
     UPDATE waits for such a transaction and re-checks this WHERE on the committed row) and whose endpoint passes the
-    broadcast's own consent rule (:func:`core.eligibility.consented_clause`) — or that repeat an attempted LINE
-    request with its retry key (not a new send). RETURNING gives each row's address as it is now. The consent test
+    broadcast's own consent rule (:func:`core.eligibility.consented_clause`) — a repeat of a LINE request included:
+    whoever withdrew is left out of it (see ``Dispatcher._settle_held``). RETURNING gives each row's address as it
+    is now. The consent test
     is correlated (EXISTS per row, a primary-key look-up), not "endpoint_id IN (every consented endpoint)", which
     SQLite would compute over the whole audience for every request.
     """
@@ -755,7 +822,7 @@ def _mark_statement():  # type: ignore[no-untyped-def]
         update(Delivery)
         .where(Delivery.id.in_(bindparam("ids", expanding=True)),  # type: ignore[union-attr]
                Delivery.status == DeliveryStatus.SENDING.value, Delivery.claimed_by == bindparam("owner"),
-               consented | (Delivery.retry_key.is_not(None) & Delivery.attempted_at.is_not(None)))  # type: ignore[union-attr]
+               consented)  # type: ignore[union-attr]
         .values(attempted_at=now, attempts=Delivery.attempts + 1, updated_at=now,
                 first_attempted_at=func.coalesce(Delivery.first_attempted_at, now),
                 retry_key=bindparam("key", type_=Delivery.__table__.c.retry_key.type))  # type: ignore[attr-defined]
@@ -786,12 +853,13 @@ class _Marker:
         self.dispatcher = dispatcher
         self.channel = channel
         self.summary = summary
-        self._pending: list[tuple[list[Claimed], asyncio.Future[tuple[list[Claimed], dict[int, str], str | None]]]] = []
+        self._pending: list[tuple[list[Claimed], asyncio.Future[tuple[list[Claimed], dict[int, str], str | None, list[Claimed]]]]] = []
         self._task: asyncio.Task[None] | None = None
 
-    async def mark(self, group: list[Claimed]) -> tuple[list[Claimed], dict[int, str], str | None]:
-        """``(live rows, {endpoint_id: address}, retry key)`` once the mark is committed; see ``_mark_many``."""
-        future: asyncio.Future[tuple[list[Claimed], dict[int, str], str | None]] = (
+    async def mark(self, group: list[Claimed]) -> tuple[list[Claimed], dict[int, str], str | None, list[Claimed]]:
+        """``(live rows, {endpoint_id: address}, retry key, held rows)`` once the mark is committed; see
+        ``_mark_many``."""
+        future: asyncio.Future[tuple[list[Claimed], dict[int, str], str | None, list[Claimed]]] = (
             asyncio.get_running_loop().create_future())
         self._pending.append((group, future))
         if self._task is None or self._task.done():

@@ -95,6 +95,16 @@ def check_complete(issue: Issue) -> None:
             raise IssueStateError("issue_incomplete", issue_id=issue.id, missing=names["ja"], missing_en=names["en"])
 
 
+def check_sendable(issue: Issue) -> None:
+    """Raise :class:`IssueStateError` unless ``issue`` may be sent now (:func:`send_now`): a complete draft or
+    scheduled issue. A ``sent`` issue is refused with ``issue_wrong_state``: sent -> sending exists for
+    ``deliveries resume``, never for sending a finished issue a second time."""
+    if issue.status == S.SENT.value:
+        check_transition(issue, S.DRAFT.value, "send")  # raises issue_wrong_state (「配信完了」のため送信できません)
+    check_transition(issue, S.SENDING.value, "send")
+    check_complete(issue)
+
+
 async def load_issue(session: AsyncSession, issue_id: int, *, lock: bool = False) -> Issue:
     """The issue ``issue_id`` in ``session`` (row-locked on PostgreSQL when ``lock``). Raises
     :class:`IssueNotFound`."""
@@ -231,11 +241,7 @@ async def send_now(db: Database, issue_id: int, enabled_channels: Iterable[str],
     now = now or utcnow()
     async with db.write() as session:
         issue = await load_issue(session, issue_id, lock=True)
-        if issue.status == S.SENT.value:
-            # sent -> sending exists for `deliveries resume`, never for sending a finished issue a second time.
-            check_transition(issue, S.DRAFT.value, "send")  # raises issue_wrong_state (「配信完了」のため送信できません)
-        check_transition(issue, S.SENDING.value, "send")
-        check_complete(issue)
+        check_sendable(issue)
         channels = list(issue.channels) if issue.channels else list(enabled_channels)
         enqueued = await enqueue_in(session, issue, channels, now=now)
         await admins.record(session, actor, "issue.send", issue_id=issue_id, details={"deliveries": enqueued},

@@ -6,6 +6,12 @@ sends after the commit. Flow: ask (登録: the terms are shown and an *offer* is
 within 24 h of the offer) -> ``grant`` event, endpoint ``active``; 解除 -> ``withdraw`` on this channel; 全解除 ->
 ``withdraw`` on every channel; blocking the bot -> endpoint ``unreachable`` plus ``withdraw`` (source ``blocked``);
 トピック -> the topic buttons, each press a ``topics`` event when the choice changes (core/topics.py).
+
+LINE friendship (issue 6 item 5; core.line_friends): LINE delivers only to friends. A consent from a LINE user known
+*not* to be a friend (their latest follow/unfollow was an unfollow) is recorded at once as the ``grant`` it is (with
+``awaiting_friendship`` in its evidence), but the endpoint stays ``pending`` and the reply is the add-friend link;
+their next ``follow`` makes it ``active`` without a new ledger event — the grant already holds their explicit
+consent, and the follow's ``webhookEventId`` is kept in ``line_friend``. Unknown friendship behaves as a friend.
 """
 
 from __future__ import annotations
@@ -18,11 +24,12 @@ from typing import Any, Literal
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from core import consent, texts, topics
+from core import consent, line_friends, texts, topics
 from core.campaigns import raw_evidence as campaign_raw_evidence
 from core.campaigns import resolve_code
 from core.commands import Intent, IntentKind, is_confirmation_code, parse
 from core.inbound import begin_processing, finish_processing
+from core.links import line_add_friend_url
 from core.settings import Settings
 from core.terms import current_wording, rendering_sha256
 from core.texts import Language
@@ -38,7 +45,7 @@ from storage.models import (
     Subscriber,
     TermsOffer,
 )
-from storage.types import utcnow
+from storage.types import row_id_or_none, utcnow
 
 #: Consent is accepted only within this time after the terms were shown (DESIGN.md chat grammar: 24 h).
 OFFER_VALIDITY = timedelta(hours=24)
@@ -100,6 +107,9 @@ class SubscriptionService:
         #: The email double opt-in use cases (core.double_opt_in.EmailSubscriptions); None: email requests answer
         #: that email is unavailable. Set by the bootstrap (bots/app.py).
         self.email: Any = None
+        #: The LINE account's basic id (``@abc1234``) for the add-friend link: ``OTAYORI_LINE_BASIC_ID``, else filled
+        #: in by the LINE edge from the bot info API (bots/line.py); None: the reply asks without a link.
+        self.line_basic_id: str | None = settings.line_basic_id or None
 
     # ---- entry points ----------------------------------------------------------------------------------------
 
@@ -118,29 +128,44 @@ class SubscriptionService:
 
     async def handle_button(self, ctx: ChatContext, data: str) -> list[Reply]:
         """Handle a button press (Telegram callback query data, LINE postback data)."""
+        language = self._language(ctx)
         if data.startswith(CONSENT_BUTTON_PREFIX):
-            offer_ref = data[len(CONSENT_BUTTON_PREFIX):]
-            offer_id = int(offer_ref) if offer_ref.isdigit() else None
-            language = self._language(ctx)
+            # A button names its offer; one naming no possible row ("consent:abc", a number beyond 64 bits) finds
+            # none (id 0), so the terms are shown again.
+            offer_id = row_id_or_none(data[len(CONSENT_BUTTON_PREFIX):]) or 0
             return await self._once(ctx, lambda session: self._consent(session, ctx, language, offer_id))
         if data.startswith(topics.TOPIC_BUTTON_PREFIX):
-            language = self._language(ctx)
             return await self._once(ctx, lambda session: self._toggle_topic(session, ctx, language, data))
-        return await self._once(ctx, lambda session: self._help(ctx, self._language(ctx)))
 
-    async def handle_follow(self, ctx: ChatContext, *, is_unblocked: bool = False) -> list[Reply]:
-        """LINE ``follow`` (added as a friend, or unblocked): the greeting is the terms with a consent button.
+        async def unknown_button(session: AsyncSession) -> list[Reply]:
+            # Data we never put on a button (an old menu, a forged postback): the help, and the event is handled.
+            return self._help(ctx, language)
 
-        Unblocking never resubscribes (DESIGN.md "Words" -> endpoint): the terms are shown and a fresh consent needed.
+        return await self._once(ctx, unknown_button)
+
+    async def handle_follow(self, ctx: ChatContext, *, is_unblocked: bool = False,
+                            at: datetime | None = None) -> list[Reply]:
+        """LINE ``follow`` (added as a friend, or unblocked) at ``at`` (the event's timestamp, aware UTC; default now):
+        remembered as friendship (core.line_friends); the greeting is the terms with a consent button.
+
+        An endpoint waiting for this follow (a consent given while known not to be a friend: see the module
+        docstring) becomes ``active`` instead, and the reply says so. Unblocking never resubscribes otherwise
+        (DESIGN.md "Words" -> endpoint): the block withdrew, so only a consent given *after* it can be waiting.
         """
 
         async def work(session: AsyncSession) -> list[Reply]:
+            language = self._language(ctx)
+            await line_friends.record(session, ctx.address, True, at=at or self.clock(),
+                                      webhook_event_id=ctx.event_key)
             endpoint = await self._endpoint(session, ctx)
-            if endpoint is not None:
-                endpoint.friend = True
+            if (endpoint is not None and await self._awaiting_friendship(session, endpoint)
+                    and await line_friends.is_friend(session, ctx.address)):
+                endpoint.state = EndpointState.ACTIVE.value
                 endpoint.updated_at = self.clock()
                 session.add(endpoint)
-            return await self._offer(session, ctx, self._language(ctx), campaign_text=None, greeting=True)
+                sender = self.settings.sender_name or ""
+                return [Reply("subscribed", texts.text("line_friend_activated", language, sender=sender))]
+            return await self._offer(session, ctx, language, campaign_text=None, greeting=True)
 
         return await self._once(ctx, work)
 
@@ -150,14 +175,19 @@ class SubscriptionService:
             ctx, lambda session: self._offer(session, ctx, self._language(ctx), campaign_text=None, greeting=True)
         )
 
-    async def handle_blocked(self, ctx: ChatContext) -> list[Reply]:
-        """The person blocked the bot (LINE ``unfollow``, Telegram ``my_chat_member`` -> kicked).
+    async def handle_blocked(self, ctx: ChatContext, *, at: datetime | None = None) -> list[Reply]:
+        """The person blocked the bot (LINE ``unfollow``, Telegram ``my_chat_member`` -> kicked) at ``at`` (the event's
+        timestamp, aware UTC; default now).
 
         The endpoint becomes ``unreachable``; an endpoint that was receiving (active or pending) also gets a
-        ``withdraw`` event with source ``blocked``. Returns no replies (nothing can be sent).
+        ``withdraw`` event with source ``blocked``. On LINE the user is also remembered as not a friend
+        (core.line_friends), subscriber or not. Returns no replies (nothing can be sent).
         """
 
         async def work(session: AsyncSession) -> list[Reply]:
+            if ctx.channel == "line":
+                await line_friends.record(session, ctx.address, False, at=at or self.clock(),
+                                          webhook_event_id=ctx.event_key)
             endpoint = await self._endpoint(session, ctx)
             if endpoint is None:
                 return []
@@ -171,8 +201,6 @@ class SubscriptionService:
         was receiving). Also used by the dispatcher when a send answers "blocked"."""
         was_receiving = endpoint.state in (EndpointState.ACTIVE.value, EndpointState.PENDING.value)
         endpoint.state = EndpointState.UNREACHABLE.value
-        if endpoint.channel == "line":
-            endpoint.friend = False
         endpoint.updated_at = self.clock()
         session.add(endpoint)
         if was_receiving and endpoint.address is not None:
@@ -230,6 +258,8 @@ class SubscriptionService:
         endpoint = await self._endpoint(session, ctx)
         if endpoint is not None and endpoint.state == EndpointState.ACTIVE.value:
             return [Reply("already_subscribed", texts.text("already_subscribed", language))]
+        if endpoint is not None and await self._awaiting_friendship(session, endpoint):
+            return [self._add_friend_reply(language)]  # consent given: only the follow is missing
         return await self._offer(session, ctx, language, campaign_text=campaign_text)
 
     async def _offer(
@@ -273,6 +303,8 @@ class SubscriptionService:
         endpoint = await self._endpoint(session, ctx)
         if endpoint is not None and endpoint.state == EndpointState.ACTIVE.value:
             return [Reply("already_subscribed", texts.text("already_subscribed", language))]
+        if endpoint is not None and await self._awaiting_friendship(session, endpoint):
+            return [self._add_friend_reply(language)]  # one grant is enough: no second one for an old button
         query = select(TermsOffer).where(TermsOffer.channel == ctx.channel, TermsOffer.address == ctx.address)
         if offer_id is not None:
             # A button carries its offer; one forwarded to and pressed by someone else finds no offer of theirs.
@@ -300,8 +332,10 @@ class SubscriptionService:
                 basis=Basis.OPT_IN.value,
                 created_at=now,
             )
-        # LINE delivers only to friends: a consent from a known non-friend waits for their follow (issue 6).
-        waiting_for_friendship = ctx.channel == "line" and endpoint.friend is False
+        # LINE delivers only to friends: a consent from a known non-friend waits for their follow (issue 6); an
+        # unknown friendship (None) is treated as a friend, as before friendship was tracked.
+        waiting_for_friendship = (ctx.channel == "line"
+                                  and await line_friends.is_friend(session, ctx.address) is False)
         endpoint.state = EndpointState.PENDING.value if waiting_for_friendship else EndpointState.ACTIVE.value
         endpoint.basis = Basis.OPT_IN.value
         endpoint.updated_at = now
@@ -313,14 +347,42 @@ class SubscriptionService:
                          "consent_via": "button" if offer_id is not None else "text"})
         if offer.campaign_raw:
             evidence["campaign_raw"] = offer.campaign_raw
+        if waiting_for_friendship:
+            evidence["awaiting_friendship"] = True  # the follow that activates it refers back to this grant
         await self._append(
             session, endpoint, ConsentAction.GRANT, ConsentSource.CHAT,
             campaign=offer.campaign, wording=wording, evidence=evidence,
         )
         offer.consumed_at = now
         session.add(offer)
+        if waiting_for_friendship:
+            return [self._add_friend_reply(language)]
         sender = self.settings.sender_name or ""
         return [Reply("subscribed", texts.text("subscribed", language, sender=sender))]
+
+    async def _awaiting_friendship(self, session: AsyncSession, endpoint: Endpoint) -> bool:
+        """True when ``endpoint`` is a LINE endpoint in ``pending`` whose latest ledger event other than ``topics``
+        is a ``grant`` given while the user was known not to be a friend: a follow may activate exactly these."""
+        if endpoint.channel != "line" or endpoint.state != EndpointState.PENDING.value:
+            return False
+        latest = (
+            await session.exec(
+                select(ConsentEvent)
+                .where(ConsentEvent.endpoint_id == endpoint.id, ConsentEvent.action != ConsentAction.TOPICS.value)
+                .order_by(ConsentEvent.id.desc())  # type: ignore[union-attr]
+                .limit(1)
+            )
+        ).first()
+        return (latest is not None and latest.action == ConsentAction.GRANT.value
+                and bool(latest.evidence.get("awaiting_friendship")))
+
+    def _add_friend_reply(self, language: Language) -> Reply:
+        """The consent is recorded but LINE will not deliver: ask for the follow, with the add-friend link when the
+        basic id is known."""
+        if self.line_basic_id:
+            link = line_add_friend_url(self.line_basic_id)
+            return Reply("line_not_friend", texts.text("line_not_friend", language, link=link))
+        return Reply("line_not_friend", texts.text("line_not_friend_no_link", language))
 
     async def _withdraw(self, session: AsyncSession, ctx: ChatContext, language: Language) -> list[Reply]:
         endpoint = await self._endpoint(session, ctx)

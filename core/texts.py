@@ -245,6 +245,16 @@ _TEXTS: dict[str, dict[Language, str]] = {
         "ja": "登録を受け付けました。お届けするには友だち追加が必要です: {link}",
         "en": "Subscription received. Please add the account as a friend so we can deliver: {link}",
     },
+    "line_not_friend_no_link": {
+        "ja": "登録を受け付けました。お届けするには、このアカウントを友だち追加(ブロック解除)してください。",
+        "en": "Subscription received. Please add the account as a friend (or unblock it) so we can deliver.",
+    },
+    "line_friend_activated": {
+        "ja": "友だち追加ありがとうございます。{sender} のニュースレターのお届けを開始しました。\n"
+        "停止はいつでも「解除」と送ってください。",
+        "en": "Thank you for adding us. The newsletter from {sender} will now arrive in this chat.\n"
+        "Send 解除 (stop) at any time to unsubscribe.",
+    },
     # ---- photo issues (core.media): why a picture cannot be an issue's ----
     "image_unreadable": {
         "ja": "画像として読み取れませんでした(受け取った形式: {declared})。JPEG か PNG の写真を送ってください。",
@@ -310,6 +320,17 @@ ISSUE_PART_NAMES: dict[str, dict[Language, str]] = {
 TOPICS_ALL_BUTTON = {"ja": "すべて", "en": "All"}
 #: Prefix of a chosen topic's button label (2 characters: labels are <= 18, LINE allows 20).
 TOPIC_CHOSEN_MARK = "✅ "
+
+#: The LINE rich menu (bots/line_rich_menu.py), left to right: each area sends its keyword (the chat grammar, so it
+#: must stay a keyword of core.commands) and shows it with a caption. ``RICH_MENU_CHAT_BAR``: the menu bar's text
+#: (LINE allows 14 characters).
+RICH_MENU_ITEMS: tuple[tuple[str, str], ...] = (
+    ("登録", "ニュースレターを受け取る"),
+    ("解除", "配信を止める"),
+    ("状態", "登録内容を確かめる"),
+    ("トピック", "受け取る話題を選ぶ"),
+)
+RICH_MENU_CHAT_BAR = "メニュー"
 
 STATE_NAMES: dict[str, dict[Language, str]] = {
     "active": {"ja": "配信中", "en": "active"},

@@ -117,7 +117,8 @@ class Endpoint(SQLModel, table=True):
     address: str | None = Field(default=None, max_length=320)
     state: str = Field(default=EndpointState.PENDING.value, max_length=16, index=True)
     basis: str = Field(default=Basis.OPT_IN.value, max_length=32)
-    # LINE only: known friend (follow) / not a friend (unfollow) / unknown (None).
+    # Legacy (0001): superseded by the ``line_friend`` table (0007), which knows friendship per LINE user whether or
+    # not they have an endpoint; 0007 copied what this column knew. Neither read nor written any more.
     friend: bool | None = Field(default=None)
     created_at: datetime = _ts(default_factory=utcnow)
     updated_at: datetime = _ts(default_factory=utcnow)
@@ -408,3 +409,20 @@ class ReaderMessageNotice(SQLModel, table=True):
     chat: str = Field(max_length=64)
     platform_message_id: str = Field(max_length=64)
     created_at: datetime = _ts(default_factory=utcnow)
+
+
+class LineFriend(SQLModel, table=True):
+    """Whether a LINE user has the account as a friend, as the latest ``follow``/``unfollow`` webhook said (LINE
+    delivers only to friends; the profile API cannot tell: reference/line.md "SDK v3" -> Friendship). One row per
+    LINE user who ever followed or unfollowed, subscriber or not; no row = unknown. ``changed_at``: the event's own
+    ``timestamp`` (UTC), so an older event arriving late never overrides a newer one; ``webhook_event_id``: the
+    event that set the current value (the evidence of a follow that activated a waiting endpoint). Owned by
+    core.line_friends."""
+
+    __tablename__ = "line_friend"
+
+    user_id: str = Field(primary_key=True, max_length=64)
+    friend: bool
+    changed_at: datetime = _ts()
+    webhook_event_id: str | None = Field(default=None, max_length=100)
+    updated_at: datetime = _ts(default_factory=utcnow)

@@ -16,6 +16,11 @@ Facts it reproduces (https://developers.line.biz/en/reference/messaging-api/, /w
   an id the channel does not know: 400 ``Failed to send messages``. Multicast silently skips such ids.
 - Monthly quota: each delivered push/multicast recipient counts 1 (month in Japan time, as LINE bills); a request
   that does not fit -> 429 ``You have reached your monthly limit.`` and nothing is sent.
+- Rich menus ("Rich menu" reference): create (validated as in ``line_validation.validate_rich_menu``: size
+  800..2500 x 250..1686 with width/height >= 1.45, at most 20 areas within the size, rich-menu action types; at most
+  1,000 per channel), list, get, delete; upload its image once on the data API (``image/png`` or ``image/jpeg``,
+  <= 1 MB, exactly the menu's size; otherwise 400/413/415); set, get and cancel the default (a menu without an image
+  cannot be the default: 400). Deleting the default menu leaves no default.
 
 Knobs for delivery tests (see :meth:`LineEmulator.rate_limit` and :meth:`LineEmulator.fail_next`) and a JSON control
 surface under ``/_emulator/`` (see :meth:`LineEmulator.control_routes`). Run it standalone with
@@ -28,6 +33,7 @@ import argparse
 import asyncio
 import copy
 import hmac
+import io
 import itertools
 import json
 import re
@@ -51,6 +57,7 @@ from bots.sandbox.line_validation import (
     Detail,
     body_errors,
     validate_messages,
+    validate_rich_menu,
 )
 from bots.sandbox.server import LocalServer
 
@@ -75,6 +82,13 @@ NOT_FOUND = "Not found"
 RETRY_KEY_INVALID = "The value of the X-Line-Retry-Key header is invalid"
 RETRY_KEY_UNSUPPORTED = "The X-Line-Retry-Key header is not supported by this API"
 TOO_LARGE = "Request Entity Too Large"
+RICH_MENU_NOT_FOUND = "richmenu not found"
+IMAGE_ALREADY_UPLOADED = "An image has already been uploaded to the richmenu"
+IMAGE_NOT_UPLOADED = "must upload richmenu image before applying it to user"
+NO_DEFAULT_RICH_MENU = "no default richmenu"
+MAX_RICH_MENUS = 1000
+MAX_RICH_MENU_IMAGE_BYTES = 1024 * 1024
+RICH_MENU_IMAGE_TYPES = ("image/png", "image/jpeg")
 
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -127,6 +141,17 @@ class WebhookPost:
     body: bytes
     signature: str | None
     at: datetime
+
+
+@dataclass
+class RichMenu:
+    """A rich menu as created: ``rich_menu_id``, the object as sent (``body``: size, areas…), and its uploaded image
+    (``image`` bytes and ``image_type``, None until uploaded)."""
+
+    rich_menu_id: str
+    body: dict[str, Any]
+    image: bytes | None = None
+    image_type: str | None = None
 
 
 @dataclass
@@ -225,6 +250,9 @@ class LineEmulator:
         self._retry_keys: dict[str, _AcceptedKey] = {}
         self._quote_tokens: set[str] = set()  # issued with users' messages and our sentMessages
         self._contents: dict[str, tuple[bytes, str]] = {}  # message id -> (bytes, type) of what users sent
+        self.rich_menus: dict[str, RichMenu] = {}
+        """Rich menus that exist (created and not deleted), by id, in creation order."""
+        self.default_rich_menu_id: str | None = None
         self._quota_limit: int | None = None
         self._usage: dict[tuple[int, int], int] = {}
         self._buckets: dict[str, _LeakyBucket | None] = {"push": None, "multicast": None}
@@ -541,6 +569,14 @@ class LineEmulator:
             Route("/v2/bot/profile/{user_id}", self._endpoint(self._profile), methods=["GET"]),
             # The data API (api-data.line.me on LINE; the same host here): content of messages users sent.
             Route("/v2/bot/message/{message_id}/content", self._endpoint(self._content), methods=["GET"]),
+            Route("/v2/bot/richmenu", self._endpoint(self._create_rich_menu), methods=["POST"]),
+            Route("/v2/bot/richmenu/list", self._endpoint(self._list_rich_menus), methods=["GET"]),
+            Route("/v2/bot/richmenu/{rich_menu_id}", self._endpoint(self._rich_menu), methods=["GET", "DELETE"]),
+            Route("/v2/bot/richmenu/{rich_menu_id}/content", self._endpoint(self._rich_menu_image),
+                  methods=["GET", "POST"]),
+            Route("/v2/bot/user/all/richmenu", self._endpoint(self._default_rich_menu), methods=["GET", "DELETE"]),
+            Route("/v2/bot/user/all/richmenu/{rich_menu_id}", self._endpoint(self._set_default_rich_menu),
+                  methods=["POST"]),
             Route("/v2/{rest:path}", self._endpoint(self._not_found),
                   methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
         ]
@@ -721,6 +757,84 @@ class LineEmulator:
             return _error(404, NOT_FOUND)
         return Response(found[0], media_type=found[1])
 
+    # ------------------------------------------------------------------ rich menus
+
+    async def _create_rich_menu(self, request: Request, call: _Call) -> Response:
+        try:
+            body = json.loads(call.raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return _error(400, "The request body could not be parsed as JSON")
+        call.body = body
+        details: list[Detail] = []
+        validate_rich_menu(body, details)
+        if details:
+            return JSONResponse(body_errors(details), status_code=400)
+        if len(self.rich_menus) >= MAX_RICH_MENUS:
+            return _error(400, f"The maximum number of rich menus ({MAX_RICH_MENUS}) has been reached")
+        rich_menu_id = f"richmenu-{uuid.uuid4().hex}"
+        self.rich_menus[rich_menu_id] = RichMenu(rich_menu_id, copy.deepcopy(body))
+        return JSONResponse({"richMenuId": rich_menu_id})
+
+    def _rich_menu_json(self, menu: RichMenu) -> dict[str, Any]:
+        return {"richMenuId": menu.rich_menu_id, **menu.body}
+
+    async def _list_rich_menus(self, request: Request, call: _Call) -> Response:
+        return JSONResponse({"richmenus": [self._rich_menu_json(m) for m in self.rich_menus.values()]})
+
+    async def _rich_menu(self, request: Request, call: _Call) -> Response:
+        rich_menu_id = request.path_params["rich_menu_id"]
+        menu = self.rich_menus.get(rich_menu_id)
+        if menu is None:
+            return _error(404, RICH_MENU_NOT_FOUND)
+        if request.method == "GET":
+            return JSONResponse(self._rich_menu_json(menu))
+        del self.rich_menus[rich_menu_id]
+        if self.default_rich_menu_id == rich_menu_id:
+            self.default_rich_menu_id = None
+        return JSONResponse({})
+
+    async def _rich_menu_image(self, request: Request, call: _Call) -> Response:
+        menu = self.rich_menus.get(request.path_params["rich_menu_id"])
+        if menu is None:
+            return _error(404, RICH_MENU_NOT_FOUND)
+        if request.method == "GET":
+            if menu.image is None:
+                return _error(404, NOT_FOUND)
+            return Response(menu.image, media_type=menu.image_type)
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type not in RICH_MENU_IMAGE_TYPES:
+            return _error(415, f"Content-Type must be one of {', '.join(RICH_MENU_IMAGE_TYPES)}")
+        if len(call.raw) > MAX_RICH_MENU_IMAGE_BYTES:
+            return _error(413, TOO_LARGE)
+        if menu.image is not None:
+            return _error(400, IMAGE_ALREADY_UPLOADED)
+        size = _image_size(call.raw, content_type)
+        if size is None:
+            return _error(400, f"The image is not a readable {content_type}")
+        wanted = (menu.body["size"]["width"], menu.body["size"]["height"])
+        if size != wanted:
+            return _error(400, f"The image size {size[0]}x{size[1]} must match the rich menu size "
+                               f"{wanted[0]}x{wanted[1]}")
+        menu.image, menu.image_type = call.raw, content_type
+        return JSONResponse({})
+
+    async def _set_default_rich_menu(self, request: Request, call: _Call) -> Response:
+        menu = self.rich_menus.get(request.path_params["rich_menu_id"])
+        if menu is None:
+            return _error(404, RICH_MENU_NOT_FOUND)
+        if menu.image is None:
+            return _error(400, IMAGE_NOT_UPLOADED)
+        self.default_rich_menu_id = menu.rich_menu_id
+        return JSONResponse({})
+
+    async def _default_rich_menu(self, request: Request, call: _Call) -> Response:
+        if request.method == "DELETE":
+            self.default_rich_menu_id = None
+            return JSONResponse({})
+        if self.default_rich_menu_id is None:
+            return _error(404, NO_DEFAULT_RICH_MENU)
+        return JSONResponse({"richMenuId": self.default_rich_menu_id})
+
     async def _not_found(self, request: Request, call: _Call) -> Response:
         return _error(404, NOT_FOUND)
 
@@ -729,7 +843,8 @@ class LineEmulator:
     def control_routes(self) -> list[Route]:
         """JSON routes under ``/_emulator/`` (no auth; loopback only) mirroring the Python API:
 
-        - ``GET  /_emulator/state`` -> bot, webhook_url, quota ``{limit, used}``, users, groups, rate_limited
+        - ``GET  /_emulator/state`` -> bot, webhook_url, quota ``{limit, used}``, users, rich_menus ``{ids,
+          default}``, groups, rate_limited
         - ``POST /_emulator/users`` ``{user_id?, display_name?, friend?}`` -> ``{user_id}``
         - ``POST /_emulator/follow`` ``{user_id, is_unblocked?}``, ``/unfollow`` ``{user_id}``,
           ``/text`` ``{user_id, text, quoted_message_id?}``, ``/postback`` ``{user_id, data}``, ``/group_text`` ``{group_id, user_id,
@@ -827,6 +942,7 @@ class LineEmulator:
             "webhook_url": self.webhook_url,
             "quota": {"limit": self._quota_limit, "used": self.quota_used},
             "users": [asdict(u) for u in self._users.values()],
+            "rich_menus": {"ids": list(self.rich_menus), "default": self.default_rich_menu_id},
             "groups": {g: sorted(m) for g, m in self._groups.items()},
             "rate_limited": dict(self.rate_limited),
         })
@@ -860,6 +976,19 @@ async def _failure_response(failure: _Failure) -> Response:
     if isinstance(failure.body, (dict, list)):
         return JSONResponse(failure.body, status_code=failure.status)
     return Response(failure.body or b"", status_code=failure.status, media_type="application/json")
+
+
+def _image_size(data: bytes, content_type: str) -> tuple[int, int] | None:
+    """(width, height) of a PNG/JPEG whose bytes are of ``content_type``, or None when they are not such a picture."""
+    from PIL import Image, UnidentifiedImageError  # only rich menu uploads need it
+
+    wanted = {"image/png": "PNG", "image/jpeg": "JPEG"}[content_type]
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            return image.size if image.format == wanted else None
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:

@@ -196,3 +196,71 @@ def validate_messages(messages: Any, details: list[Detail]) -> None:
         return
     for i, message in enumerate(messages):
         validate_message(message, f"messages[{i}]", details)
+
+
+# ---- rich menus (https://developers.line.biz/en/reference/messaging-api/#rich-menu-object) --------------------------
+
+RICH_MENU_MIN_WIDTH, RICH_MENU_MAX_WIDTH = 800, 2500
+RICH_MENU_MIN_HEIGHT, RICH_MENU_MAX_HEIGHT = 250, 1686
+RICH_MENU_MIN_ASPECT = 1.45
+"""A rich menu (and its image) is 800..2500 px wide, 250..1686 px high, and at least 1.45 times as wide as high."""
+MAX_RICH_MENU_AREAS = 20
+MAX_RICH_MENU_NAME_UNITS = 300
+MAX_CHAT_BAR_TEXT_UNITS = 14
+RICH_MENU_ACTION_TYPES = ("postback", "message", "uri", "datetimepicker", "richmenuswitch", "clipboard")
+"""Quick-reply-only actions (camera, cameraRoll, location) cannot be a rich menu area's."""
+
+
+def rich_menu_size_problem(width: int, height: int) -> str | None:
+    """Why ``width`` x ``height`` pixels cannot be a rich menu (or its image), or None when it can."""
+    if not RICH_MENU_MIN_WIDTH <= width <= RICH_MENU_MAX_WIDTH:
+        return f"width must be between {RICH_MENU_MIN_WIDTH} and {RICH_MENU_MAX_WIDTH}"
+    if not RICH_MENU_MIN_HEIGHT <= height <= RICH_MENU_MAX_HEIGHT:
+        return f"height must be between {RICH_MENU_MIN_HEIGHT} and {RICH_MENU_MAX_HEIGHT}"
+    if width / height < RICH_MENU_MIN_ASPECT:
+        return f"aspect ratio (width / height) must be at least {RICH_MENU_MIN_ASPECT}"
+    return None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def validate_rich_menu(body: Any, details: list[Detail]) -> None:
+    """Check a ``POST /v2/bot/richmenu`` body: size, selected, name, chatBarText, and at most 20 areas whose bounds
+    lie within the size and whose actions are rich-menu actions."""
+    if not isinstance(body, dict):
+        details.append(_must_be_specified("richMenu"))
+        return
+    size = body.get("size")
+    width = height = None
+    if not isinstance(size, dict) or not _is_int(size.get("width")) or not _is_int(size.get("height")):
+        details.append(_must_be_specified("size"))
+    else:
+        width, height = size["width"], size["height"]
+        problem = rich_menu_size_problem(width, height)
+        if problem:
+            details.append({"message": problem, "property": "size"})
+    if not isinstance(body.get("selected"), bool):
+        details.append(_must_be_specified("selected"))
+    _check_text(body.get("name"), "name", MAX_RICH_MENU_NAME_UNITS, details)
+    _check_text(body.get("chatBarText"), "chatBarText", MAX_CHAT_BAR_TEXT_UNITS, details)
+    areas = body.get("areas")
+    if not _check_size(areas, "areas", 0, MAX_RICH_MENU_AREAS, details):
+        return
+    for i, area in enumerate(areas):
+        prop = f"areas[{i}]"
+        bounds = area.get("bounds") if isinstance(area, dict) else None
+        keys = ("x", "y", "width", "height")
+        if not isinstance(bounds, dict) or not all(_is_int(bounds.get(k)) and bounds[k] >= 0 for k in keys):
+            details.append(_must_be_specified(f"{prop}.bounds"))
+        elif width is not None and height is not None and (
+                bounds["width"] == 0 or bounds["height"] == 0
+                or bounds["x"] + bounds["width"] > width or bounds["y"] + bounds["height"] > height):
+            details.append({"message": "bounds must lie within the rich menu's size", "property": f"{prop}.bounds"})
+        action = area.get("action") if isinstance(area, dict) else None
+        if isinstance(action, dict) and action.get("type") not in RICH_MENU_ACTION_TYPES:
+            details.append({"message": f"Must be one of the following values: [{', '.join(RICH_MENU_ACTION_TYPES)}]",
+                            "property": f"{prop}.action.type"})
+        else:
+            validate_action(action, f"{prop}.action", details, label_required=False)

@@ -11,11 +11,12 @@ from __future__ import annotations
 import contextlib
 import secrets
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from starlette.routing import BaseRoute
 from bots.app import Runtime, open_runtime, running_telegram
 from bots.sandbox.line_api import LineEmulator
 from bots.sandbox.server import LocalServer
@@ -69,12 +70,14 @@ def sandbox_settings(directory: Path, **overrides: Any) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def running_stack(settings: Settings, *, first_update_id: int = 100_000_001) -> AsyncIterator[Stack]:
+async def running_stack(settings: Settings, *, first_update_id: int = 100_000_001, web_port: int = 0,
+                        sandbox_page: bool = False) -> AsyncIterator[Stack]:
     """Start the emulators, point ``settings`` at them, upgrade the database, and run our app and bots.
 
     Everything listens on 127.0.0.1 only and is stopped on exit. ``first_update_id``: where the Telegram emulator's
     update ids start — a "restarted" stack on the same database continues above the old ones, as Telegram's do
-    (the bot deduplicates on ``update_id``).
+    (the bot deduplicates on ``update_id``). ``web_port``: where our app listens (0: a free port). ``sandbox_page``:
+    also serve the rehearsal page ``/sandbox`` (bots/sandbox/rehearsal_page.py; its admins must be in ``settings``).
     """
     telegram = TelegramEmulator(settings.telegram_bot_token or "", first_update_id=first_update_id)
     line = LineEmulator(settings.line_channel_access_token or "", settings.line_channel_secret or "")
@@ -84,7 +87,7 @@ async def running_stack(settings: Settings, *, first_update_id: int = 100_000_00
     _host, smtp_port = await smtp.start()
     try:
         # The web app's port is known only once it listens; reserve one now so links in mails point at it.
-        web_port = free_loopback_port()
+        web_port = web_port or free_loopback_port()
         settings = settings.model_copy(update={
             "telegram_api_url": telegram.api_url,
             "telegram_file_url": telegram.file_url,
@@ -98,13 +101,22 @@ async def running_stack(settings: Settings, *, first_update_id: int = 100_000_00
         })
         upgrade(settings.database_url)
         async with open_runtime(settings, telegram_updates=True) as runtime:
-            web = LocalServer(create_app(runtime), port=web_port)
-            web_url = await web.start()
+            stack = Stack(settings, runtime, telegram, line, f"http://127.0.0.1:{web_port}", smtp)
+            extra_routes: Sequence[BaseRoute] = ()
+            if sandbox_page:
+                from bots.sandbox.rehearsal_page import SandboxPeople, sandbox_routes
+                from bots.web import templates
+
+                people = SandboxPeople(stack)
+                await people.add_admins()
+                extra_routes = sandbox_routes(stack, people, templates())
+            web = LocalServer(create_app(runtime, extra_routes=extra_routes), port=web_port)
+            web_url = stack.web_url = await web.start()
             line.webhook_url = f"{web_url}/webhooks/line"
             try:
                 # Webhook mode: the emulator posts to our app itself, also when the public URL is an https:// one.
                 async with running_telegram(runtime, webhook_url=f"{web_url}/webhooks/telegram"):
-                    yield Stack(settings, runtime, telegram, line, web_url, smtp)
+                    yield stack
             finally:
                 await web.stop()
     finally:

@@ -14,6 +14,7 @@ import logging
 
 import pytest
 from sqlmodel import func, select
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bots.sandbox import line_webhook_events as ev
 from core import texts
@@ -397,7 +398,77 @@ async def test_invisible_text_gets_help_and_stores_only_the_event(stack, text):
                                    "InboundEvent": 1}
 
 
+@pytest.mark.parametrize("data", ["consent", "{}", "x" * 400, "topics", "🙏"],
+                         ids=["consent-no-colon", "json", "400-chars", "topics", "emoji"])
+async def test_unknown_postback_gets_help_and_changes_nothing(stack, data):
+    line = stack.line
+    user = await line.add_user()
+    status, press = await line.postback(user, data)
+    assert status == 200
+    await processed(stack, press)  # handled, not left failed
+    assert (await line.wait_for_messages(user, 1))[-1]["text"] == HELP_JA
+    assert await counts(stack) == {"Subscriber": 0, "Endpoint": 0, "ConsentEvent": 0, "TermsOffer": 0,
+                                   "InboundEvent": 1}
+
+
+@pytest.mark.parametrize("data", ["consent:99999999999999999999999", "consent:9223372036854775808", "consent:0",
+                                  "consent:abc", "consent:"])
+async def test_a_consent_button_naming_no_offer_shows_the_terms_and_subscribes_nobody(stack, data):
+    line = stack.line
+    user = await line.add_user()
+    await line_text(stack, user, "登録")  # an offer exists: a forged button must still not consent to it
+    _, press = await line.postback(user, data)
+    await processed(stack, press)
+    terms = (await line.wait_for_messages(user, 2))[-1]
+    assert "プライバシーポリシー" in terms["text"]
+    assert await ledger(stack) == [] and await endpoint_state(stack, user) is None
+
+
+async def test_withdraw_with_punctuation_or_emoji_withdraws_on_line(stack):
+    line = stack.line
+    user = await line.add_user()
+    await subscribe_on_line(stack, user)
+    await line_text(stack, user, "🙅解除！")
+    assert line.texts_to(user)[-1] == texts.text("withdrawn", "ja")
+    assert await endpoint_state(stack, user) == "unsubscribed"
+
+
 # ---------------------------------------------------------------------------------------------------- Telegram
+
+
+async def test_telegram_unknown_callback_data_gets_help(stack):
+    tg = stack.telegram
+    user = tg.add_user().id
+    # A button our bot does not make (any more): an old menu, sent through the real client as an earlier version did.
+    old = await stack.runtime.telegram_bot.send_message(
+        user, "古いメニュー", reply_markup=InlineKeyboardMarkup([[InlineKeyboardButton("旧", callback_data="menu:2019")]]))
+    update_id = tg.press_button(user, old.message_id, "menu:2019")
+    await tg.wait_for_callback_answer(update_id)
+    assert (await tg.wait_for_messages(user, 2))[-1].text == HELP_JA
+    assert (await inbound(stack, f"update:{update_id}")).processed_at is not None
+    assert {k: v for k, v in (await counts(stack)).items() if k != "InboundEvent"} == \
+           {"Subscriber": 0, "Endpoint": 0, "ConsentEvent": 0, "TermsOffer": 0}
+
+
+@pytest.mark.parametrize("text", ["/broadcast", "/send", "/stats", "/cancel", "配信"])
+async def test_telegram_admin_verbs_from_a_reader_get_the_japanese_help(stack, text):
+    user = stack.telegram.add_user(language_code="ja").id
+    assert await tg_reply(stack, user, text) == HELP_JA
+
+
+async def test_telegram_withdraw_with_a_full_stop_withdraws(stack):
+    tg = stack.telegram
+    user = tg.add_user().id
+    terms = await tg_reply(stack, user, "登録。")
+    assert "プライバシーポリシー" in terms
+    message = tg.messages_to(user)[-1]
+    update_id = tg.press_button(user, message.message_id, message.buttons[0]["callback_data"])
+    await tg.wait_for_callback_answer(update_id)
+    await tg.wait_for_messages(user, 2)
+    assert await endpoint_state(stack, str(user)) == "active"
+    assert await tg_reply(stack, user, "解除。") == texts.text("withdrawn", "ja")
+    assert await endpoint_state(stack, str(user)) == "unsubscribed"
+    assert await ledger(stack) == [("grant", "chat"), ("withdraw", "chat")]
 
 
 async def tg_reply(stack, user_id: int, text: str) -> str:

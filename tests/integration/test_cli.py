@@ -141,7 +141,7 @@ async def test_every_command_has_help(tmp_path: Path):
 # ---- run: configuration errors -------------------------------------------------------------------------------------
 
 RUN_CASES = {
-    "no channel": ({}, ("OTAYORI_TELEGRAM_BOT_TOKEN", "OTAYORI_LINE_CHANNEL_SECRET", "OTAYORI_LINE_CHANNEL_ACCESS_TOKEN")),
+    # No channel at all is not an error: `run` opens the rehearsal sandbox (tests/integration/test_sandbox_run.py).
     "LINE secret only": ({"line_channel_secret": "0123456789abcdef", "secret_key": TEST_SECRET,
                           "sender_name": "山田IT事務所"}, ("OTAYORI_LINE_CHANNEL_ACCESS_TOKEN",)),
     "placeholder key": ({"telegram_bot_token": "123:ABC", "secret_key": "change-me", "sender_name": "山田IT事務所"},
@@ -175,7 +175,6 @@ async def test_run_refuses_bad_configuration_in_one_line(tmp_path: Path):
         assert len(result.err_lines) == 1, (name, result.err)
         assert all(setting in result.err for setting in named), (name, result.err)
         assert result.out == "", (name, result.out)
-    assert "configure" in results[0].err or "set " in results[0].err  # says how to configure a channel
     assert not list(tmp_path.glob("*.sqlite3"))  # refused before touching the database
     assert from_dotenv.code == 2 and len(from_dotenv.err_lines) == 1, from_dotenv
     assert "OTAYORI_LINE_CHANNEL_ACCESS_TOKEN" in from_dotenv.err

@@ -153,6 +153,10 @@ async def test_test_send_topic_filter_and_send_of_the_kept_draft(tmp_path: Path)
 
         twice = await otayori("issues", "send", str(draft_id), "--yes", cwd=tmp_path, env=env)
         assert twice.code == 1 and len(twice.err_lines) == 1 and "sent" in twice.err, twice
+        # Without --yes the refusal comes first: no "send now?" question for an issue that cannot be sent.
+        asked = await otayori("issues", "send", str(draft_id), cwd=tmp_path, env=env, stdin=b"y\n")
+        assert asked.code == 1 and "send now" not in asked.out + asked.err and "sent" in asked.err, asked
+        assert len(asked.err_lines) == 1, asked
         cancel = await otayori("issues", "cancel", str(draft_id), "--yes", cwd=tmp_path, env=env)
         assert cancel.code == 1 and "nothing left to cancel" in cancel.err, cancel
         log = await otayori("admin-log", cwd=tmp_path, env=env)

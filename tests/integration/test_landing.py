@@ -155,6 +155,13 @@ async def test_archive_lists_only_sent_issues_newest_first(stack):
     assert (await get(stack, "/issues/abc")).status_code == 404
 
 
+@pytest.mark.parametrize("issue_id", ["99999999999999999999999", str(2**63), str(2**63 - 1), "0", "00"])
+async def test_issue_ids_outside_the_row_id_range_get_the_japanese_404(stack, issue_id):
+    answer = await get(stack, f"/issues/{issue_id}")  # SQLite cannot even bind a number beyond 64 bits
+    assert answer.status_code == 404 and '<html lang="ja">' in answer.text
+    assert "この号は公開されていません" in answer.text
+
+
 async def test_landing_page_without_email_offers_the_chats(tmp_path):
     settings = sandbox_settings(tmp_path, smtp_host=None)
     async with running_stack(settings) as stack:

@@ -465,3 +465,68 @@ async def test_line_quota_is_read_before_the_broadcast_and_the_excess_deferred(t
         reached = [user for user in users if line.deliveries_to(user)]
         assert len(reached) == 5 and all(len(line.deliveries_to(user)) == 1 for user in reached)
         assert any(n.channel == "line" and n.deferred == 3 for n in result.summary.notices)
+
+
+async def _withdraw_while_held(stack, user: str, *, accepted: bool) -> tuple[dict[str, str], list]:
+    """Broadcast to the LINE readers while LINE holds the first multicast 1.5 s and then answers 500 (having accepted
+    it, or not); ``user`` says 解除 while it is held. Returns ({user id: delivery status}, multicast records)."""
+    line = stack.line
+    line.fail_next(MULTICAST, 500, {"message": "Internal server error"}, delay=1.5,
+                   accept_before_failing=accepted)
+    sending = asyncio.create_task(broadcast_with(stack.runtime, ISSUE))
+    for _ in range(100):  # bounded: the held request arrives within a second
+        if line.requests or line.delivered:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+    replies = await stack.runtime.subscriptions.handle_text(ChatContext(channel="line", address=user), "解除。")
+    assert replies, "解除 got no answer"
+    await asyncio.wait_for(sending, 60)
+    async with stack.runtime.db.read() as session:
+        rows = (await session.exec(select(Endpoint.address, Delivery.status)
+                                   .join(Delivery, Delivery.endpoint_id == Endpoint.id))).all()
+    return dict(rows), multicasts(line)
+
+
+async def test_line_repeat_after_a_5xx_leaves_out_who_withdrew_meanwhile(tmp_path):
+    """LINE refused the first request unprocessed (500); a reader says 解除 before the repeat: the repeat (same retry
+    key) goes to the others only, and the reader never gets the issue: `skipped`."""
+    async with stack_with(tmp_path) as stack:
+        users = await line_readers(stack, 3)
+        gone = users[0]
+        statuses, requests = await _withdraw_while_held(stack, gone, accepted=False)
+        assert len(stack.line.deliveries_to(gone)) == 0
+        assert all(len(stack.line.deliveries_to(u)) == 1 for u in users[1:])
+        assert statuses == {gone: "skipped", users[1]: "sent", users[2]: "sent"}
+        assert [r.status for r in requests] == [500, 200]
+        assert len({r.retry_key for r in requests}) == 1  # the same request again, less the one who left
+        assert sorted(requests[-1].body["to"]) == sorted(users[1:])  # the repeat names only who stayed
+
+
+async def test_line_repeat_of_an_accepted_request_counts_who_withdrew_meanwhile_as_sent(tmp_path):
+    """LINE had accepted the first request (then answered 500): the reader who said 解除 afterwards already had the
+    issue; the repeat answers 409 and their delivery is recorded `sent` — nobody gets a second copy."""
+    async with stack_with(tmp_path) as stack:
+        users = await line_readers(stack, 2)
+        gone = users[0]
+        statuses, requests = await _withdraw_while_held(stack, gone, accepted=True)
+        assert all(len(stack.line.deliveries_to(u)) == 1 for u in users)
+        assert statuses == {gone: "sent", users[1]: "sent"}
+        assert [r.status for r in requests] == [500, 409]
+
+
+async def test_telegram_parts_stop_when_the_reader_withdraws_between_them(tmp_path):
+    """An issue too long for one Telegram message goes as parts 1 s apart; a 解除 between them stops the rest."""
+    async with stack_with(tmp_path) as stack:
+        tg = stack.telegram
+        [chat] = await telegram_readers(stack, 1)
+        long = IssueDraft("長い号", "\n\n".join(f"第{i}部。" + "あ" * 3000 for i in range(3)))
+        sending = asyncio.create_task(broadcast_with(stack.runtime, long, channels=["telegram"]))
+        for _ in range(100):  # bounded: the first part arrives within a second
+            if any("長い号" in (m.text or "") for m in tg.messages_to(chat)):
+                break
+            await asyncio.sleep(0.05)
+        await stack.runtime.subscriptions.handle_text(ChatContext(channel="telegram", address=str(chat)), "解除")
+        await asyncio.wait_for(sending, 60)
+        parts = [m for m in tg.messages_to(chat) if "あああ" in (m.text or "")]
+        assert len(parts) == 1, [m.text[:20] for m in parts]

@@ -27,6 +27,25 @@ def test_everything_else_is_not_a_verb(text):
     assert parse_admin(text) is None
 
 
+@pytest.mark.parametrize("text, verb", [
+    ("送信！", AdminVerb.SEND), ("配信。", AdminVerb.BROADCAST), ("🙏統計", AdminVerb.STATS),
+    ("プレビュー?", AdminVerb.PREVIEW), ("キャンセル！", AdminVerb.CANCEL), ("/stats!", AdminVerb.STATS),
+])
+def test_punctuation_and_symbols_at_the_ends_are_ignored(text, verb):
+    assert parse_admin(text) == AdminCommand(verb)
+
+
+def test_decorated_verbs_keep_their_arguments_as_typed():
+    assert parse_admin("予約 2026-12-01 09:00") == AdminCommand(AdminVerb.SCHEDULE, "2026-12-01 09:00")
+    assert parse_admin("⏰予約 2026-12-01 09:00") == AdminCommand(AdminVerb.SCHEDULE, "2026-12-01 09:00")
+    assert parse_admin("返信 12 ありがとうございます！🙏") == AdminCommand(AdminVerb.REPLY, "12", "ありがとうございます！🙏")
+    assert parse_admin("📨返信 12 「了解」") == AdminCommand(AdminVerb.REPLY, "12", "「了解」")
+    assert parse_admin("キャンセル #12") == AdminCommand(AdminVerb.CANCEL, "12")
+    assert parse_admin("予約。") is None  # still needs its time
+    assert parse_admin("送信して!") is None  # the inside is never stripped
+    assert parse_admin("！") is None
+
+
 def test_arguments_keep_what_matters():
     assert parse_admin("予約　２０２６-１２-０１　０９：００") == AdminCommand(AdminVerb.SCHEDULE, "2026-12-01 09:00")
     assert parse_admin("/schedule +30m") == AdminCommand(AdminVerb.SCHEDULE, "+30m")

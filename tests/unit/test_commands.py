@@ -212,11 +212,12 @@ def test_slash_command_for_another_bot_is_text_when_our_name_is_known() -> None:
         "解除してください",
         "解除して",
         "配信を解除したい",
-        "解除。",
-        "解除!",
-        "解除🙏",
-        "解除 🙏",
         "解除 お願いします",
+        "解除 お願いします!",  # only the ends of the whole message are ignored, not what is inside
+        "解除して!",
+        "「解除」して",
+        "解除。お願いします",
+        "解、除",
         "stop it",
         "please stop",
         "stopping",
@@ -230,6 +231,9 @@ def test_slash_command_for_another_bot_is_text_when_our_name_is_known() -> None:
         "状態は?",
         "help me",
         "??",
+        "？！",
+        "🙏",
+        "。",
         "登録seminar",  # no space: the first word is not the keyword
         "登録ｓｅｍｉｎａｒ",
         "subscribeseminar",
@@ -242,6 +246,63 @@ def test_sentences_are_text(text: str) -> None:
     intent = parse(text)
     assert intent.kind is K.TEXT
     assert intent.argument == text  # the original text, unmodified
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "language"),
+    [
+        ("解除。", K.WITHDRAW, "ja"),
+        ("解除!", K.WITHDRAW, "ja"),
+        ("解除！", K.WITHDRAW, "ja"),
+        ("解除！！", K.WITHDRAW, "ja"),
+        ("🙅解除", K.WITHDRAW, "ja"),
+        ("🙅‍♀️解除", K.WITHDRAW, "ja"),  # ZWJ sequence with a variation selector
+        ("解除🙏", K.WITHDRAW, "ja"),
+        ("解除🙏🏻", K.WITHDRAW, "ja"),  # skin-tone modifier (Sk)
+        ("解除 🙏", K.WITHDRAW, "ja"),
+        ("　解除。　", K.WITHDRAW, "ja"),
+        ("「解除」", K.WITHDRAW, "ja"),
+        ("解除♪", K.WITHDRAW, "ja"),
+        ("配信停止します。", K.TEXT, "ja"),  # します is a word, not decoration
+        ("全解除！", K.WITHDRAW_ALL, "ja"),
+        ("登録。", K.SUBSCRIBE, "ja"),
+        ("状態？", K.STATUS, "ja"),
+        ("状態?", K.STATUS, "ja"),
+        ("ＳＴＯＰ！", K.WITHDRAW, "en"),
+        ("stop.", K.WITHDRAW, "en"),
+        ("...unsubscribe!", K.WITHDRAW, "en"),
+        ("同意します", K.TEXT, "ja"),
+        ("同意！", K.CONSENT, "ja"),
+        ("ヘルプ?", K.HELP, "ja"),
+        ("トピック☆", K.TOPICS, "ja"),
+        ("/stop!", K.WITHDRAW, "ja"),
+    ],
+)
+def test_punctuation_and_symbols_at_the_ends_are_ignored(text: str, kind: IntentKind, language: str) -> None:
+    intent = parse(text)
+    assert (intent.kind, intent.language) == (kind, language)
+    assert intent.argument == (text if kind is K.TEXT else None)
+
+
+def test_arguments_keep_their_ends_and_leading_decoration_is_ignored() -> None:
+    assert parse("登録 seminar-12!") == Intent(K.SUBSCRIBE, "seminar-12!", "ja")  # recorded as typed (unknown)
+    assert parse("🙏 登録 seminar-12") == Intent(K.SUBSCRIBE, "seminar-12", "ja")
+    assert parse("📧メール taro@example.jp") == Intent(K.EMAIL, "taro@example.jp", "ja")
+    assert parse("メール 🙏") == Intent(K.EMAIL, "🙏", "ja")  # an argument as typed: the caller explains addresses
+
+
+@pytest.mark.parametrize("text", ["/登録", "/解除。", "!/stop"])
+def test_a_leading_slash_is_not_decoration(text: str) -> None:
+    # "/" makes a Telegram command; /登録 is not a command name, so it is not 登録 either. "!/stop" keeps its "/".
+    intent = parse(text)
+    assert intent.kind is (K.WITHDRAW if text == "!/stop" else K.TEXT)
+
+
+@pytest.mark.parametrize("text", ["/broadcast", "/send", "/stats", "/cancel", "/cancel 3", "/foo bar",
+                                  "/send@otayori_bot"])
+def test_unknown_slash_commands_are_text_in_japanese(text: str) -> None:
+    # A command carries no language: a reader typing an admin's /broadcast gets the Japanese help like 配信 does.
+    assert parse(text) == Intent(K.TEXT, text, "ja")
 
 
 def test_text_argument_is_the_original_text_unmodified() -> None:
