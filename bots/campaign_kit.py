@@ -14,7 +14,7 @@ from bots.app import open_runtime
 from bots.channel_ids import lookup
 from bots.poster import PosterFacts, write_poster
 from bots.qr_codes import QrCode, write_qr_codes
-from core.campaigns import get_campaign
+from core.campaigns import CampaignError, get_campaign
 from core.links import campaign_links
 from core.settings import Settings
 from core.terms import facts_from
@@ -33,11 +33,15 @@ class CampaignKit:
 async def write_campaign_kit(settings: Settings, code: str, directory: Path, *, poster: bool = True) -> CampaignKit:
     """Write the QR codes (and the poster when ``poster``) of campaign ``code`` into ``directory``.
 
-    Raises core.campaigns.CampaignError (an invalid or unregistered code), bots.fonts.FontMissing (poster without a
-    Japanese font), OSError (the directory)."""
+    Raises core.campaigns.CampaignError (an invalid or unregistered code; a poster without OTAYORI_SENDER_NAME),
+    bots.fonts.FontMissing (poster without a Japanese font), OSError (the directory)."""
     kit = CampaignKit()
     async with open_runtime(settings) as runtime:
         campaign = await get_campaign(runtime.db, code)
+        if poster and not (settings.sender_name or "").strip():
+            # The poster's whole job is to say who sends what (特定電子メール法 Art. 4: the sender's name).
+            raise CampaignError("OTAYORI_SENDER_NAME is required for the poster (it says who sends the newsletter); "
+                                "set it, or use --no-poster")
         ids = await lookup(runtime)
     if not settings.telegram_enabled:
         kit.notes.append("Telegram is not configured (OTAYORI_TELEGRAM_BOT_TOKEN): no Telegram code")

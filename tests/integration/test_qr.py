@@ -100,3 +100,14 @@ async def test_qr_refuses_unregistered_or_invalid_codes(tmp_path: Path, code: st
     result = await otayori("qr", code, "--out", str(tmp_path / "qr"), cwd=tmp_path, env=env)
     assert result.code == 2 and len(result.err_lines) == 1 and reason in result.err, result
     assert not (tmp_path / "qr").exists()
+
+
+async def test_the_poster_needs_a_sender_name(tmp_path: Path):
+    """A poster without OTAYORI_SENDER_NAME would not say who sends: refused in one line, nothing written."""
+    env = cli_env(database_url=f"sqlite+aiosqlite:///{tmp_path / 'otayori.sqlite3'}", line_basic_id="abc1234",
+                  public_url="https://news.example.jp")
+    env.pop("OTAYORI_SENDER_NAME", None)
+    assert (await otayori("campaign", "add", CODE, "--label", "12月 東京セミナー", cwd=tmp_path, env=env)).code == 0
+    result = await otayori("qr", CODE, "--out", str(tmp_path / "qr"), cwd=tmp_path, env=env)
+    assert result.code == 2 and len(result.err_lines) == 1 and "OTAYORI_SENDER_NAME" in result.err, result
+    assert not (tmp_path / "qr").exists()
