@@ -28,7 +28,11 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 ENV_PREFIX = "OTAYORI_"
 
 # Values that show a secret was copied from .env.example and never replaced.
-_PLACEHOLDER_MARKERS = ("change-me", "changeme", "replace-me", "placeholder", "your-secret", "xxxx", "example")
+_PLACEHOLDER_MARKERS = ("change-me", "changeme", "replace-me", "placeholder", "your-secret", "example")
+#: A key with fewer distinct characters than this is typed, not generated ("xxxx…", "aaaa…"). Not a marker such as
+#: "xxxx": a generated key (``secrets.token_urlsafe``) holds x and X often enough to contain "XxxX" about once in
+#: 20,000 keys, and was then refused (seen in a test run).
+_MIN_DISTINCT_KEY_CHARACTERS = 12
 MIN_SECRET_KEY_LENGTH = 32
 
 #: Topic slugs (``OTAYORI_TOPICS``): stored in ``issue.topic`` (32 characters) and sent as button data.
@@ -274,7 +278,8 @@ class Settings(BaseSettings):
         key = self.secret_key or ""
         if not key:
             raise ConfigError(f"{ENV_PREFIX}SECRET_KEY", "required (generate one: python -c 'import secrets; print(secrets.token_urlsafe(48))')")
-        if any(marker in key.lower() for marker in _PLACEHOLDER_MARKERS) or len(key) < MIN_SECRET_KEY_LENGTH:
+        if (any(marker in key.lower() for marker in _PLACEHOLDER_MARKERS) or len(key) < MIN_SECRET_KEY_LENGTH
+                or len(set(key)) < _MIN_DISTINCT_KEY_CHARACTERS):
             raise ConfigError(
                 f"{ENV_PREFIX}SECRET_KEY",
                 f"looks like a placeholder or is shorter than {MIN_SECRET_KEY_LENGTH} characters; generate a real one",

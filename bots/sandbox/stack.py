@@ -50,7 +50,7 @@ def sandbox_settings(directory: Path, **overrides: Any) -> Settings:
     directory.mkdir(parents=True, exist_ok=True)
     key_file = directory / "secret_key"
     if not key_file.exists():
-        key_file.write_text(secrets.token_urlsafe(48), encoding="utf-8")
+        key_file.write_text(secrets.token_hex(32), encoding="utf-8")
     values: dict[str, Any] = {
         "database_url": f"sqlite+aiosqlite:///{directory / 'otayori.sqlite3'}",
         "secret_key": key_file.read_text(encoding="utf-8").strip(),

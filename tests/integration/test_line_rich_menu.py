@@ -61,9 +61,10 @@ async def test_rich_menu_command_creates_uploads_sets_default_and_replaces(stack
 
 
 async def test_rich_menu_command_without_line_says_so(tmp_path: Path):
+    from tests.conftest import TEST_SECRET
     from tests.integration.test_cli import cli_env
 
-    result = await otayori("line", "rich-menu", cwd=tmp_path, env=cli_env(secret_key="k" * 40))
+    result = await otayori("line", "rich-menu", cwd=tmp_path, env=cli_env(secret_key=TEST_SECRET))
     assert result.code != 0
     assert "OTAYORI_LINE_CHANNEL_ACCESS_TOKEN" in result.err and "Traceback" not in result.err
 

@@ -232,7 +232,8 @@ def env_example_value(name: str) -> str:
     raise AssertionError(f"{name} missing from .env.example")
 
 
-@pytest.mark.parametrize("key", [None, "change-me", "CHANGE-ME-" + "x" * 40, "short-but-real-Zq9", "__placeholder__" * 3])
+@pytest.mark.parametrize("key", [None, "change-me", "CHANGE-ME-" + "x" * 40, "short-but-real-Zq9", "__placeholder__" * 3,
+                                 "x" * 40, "ab" * 20])
 def test_missing_placeholder_or_short_secret_key_is_refused(key: str | None):
     with pytest.raises(ConfigError) as caught:
         serving(secret_key=key).check_for_serving()
@@ -351,3 +352,8 @@ def test_the_loopback_exemption_needs_a_loopback_public_url_too():
 def test_a_webhook_secret_telegram_would_refuse_is_refused_at_start(secret: str):
     error = config_error(telegram_bot_token="1:T", telegram_mode="webhook", telegram_webhook_secret=secret)
     assert_one_line_naming(error, "OTAYORI_TELEGRAM_WEBHOOK_SECRET")
+
+
+def test_a_generated_key_holding_xxxx_is_accepted():
+    """A key from secrets.token_urlsafe may hold "XxxX" (seen in a test run): generated keys are never refused."""
+    serving(secret_key="_UPzFyyjkFA1nSl4db0d6hKLNqLIwRFEfXxxXVsbVFloWZcfiJCHQwC_ggeoWvbQ").check_for_serving()
