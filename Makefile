@@ -19,7 +19,7 @@ install: $(STAMP)
 # with apt-get when fc-list finds no Noto Sans CJK (as root, or through a password-less sudo); otherwise a warning,
 # and the chart falls back to a font without Japanese glyphs.
 fonts:
-	@fc-list 2>/dev/null | grep -qi "Noto Sans CJK" || { \
+	@fc-list 2>/dev/null | grep -i "Noto Sans CJK" >/dev/null || { \
 		if ! command -v apt-get >/dev/null; then echo "warning: no apt-get: install a Noto Sans CJK font for charts"; \
 		elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-noto-cjk; \
 		elif sudo -n true 2>/dev/null; then sudo -n apt-get update -qq && sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-noto-cjk; \
