@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Boolean
+from sqlalchemy.exc import CompileError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
@@ -58,4 +59,7 @@ def _postgresql(element: ListWants, compiler: Any, **kw: Any) -> str:
 
 @compiles(ListWants)
 def _other(element: ListWants, compiler: Any, **kw: Any) -> str:
-    raise NotImplementedError(f"json_list_wants has no SQL for the {compiler.dialect.name} dialect")
+    """Any other database: refused when the statement is compiled (otayori supports SQLite and PostgreSQL only).
+
+    Raises ``sqlalchemy.exc.CompileError`` naming the dialect."""
+    raise CompileError(f"json_list_wants has no SQL for the {compiler.dialect.name} dialect (SQLite and PostgreSQL)")
